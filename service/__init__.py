@@ -1,0 +1,1 @@
+"""Follow-Through: the Flask app factory."""
