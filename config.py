@@ -1,0 +1,144 @@
+"""Settings, read from the environment (and a `.env` file) when the app is built.
+
+Nothing here runs at import time: `load(instance_path)` returns a plain dict that
+`create_app` puts into `app.config`. Defaults work on a laptop with nothing else
+installed; in production (`FT_ENV=production`) a missing secret fails loudly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from email.utils import parseaddr
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed."""
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def env_int(name: str, default: int) -> int:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def env_secret(name: str, default: str | None = None) -> str | None:
+    """Read NAME, or the contents of the file named by NAME_FILE (Docker/systemd secrets)."""
+    path = env_str(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return env_str(name, default)
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env_str(name, default) or default).lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def _dev_secret(instance: Path) -> str:
+    """A dev-only key, generated once into the instance folder so sessions survive restarts."""
+    path = instance / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _mail_domain(mail_from: str) -> str:
+    address = parseaddr(mail_from)[1]
+    if "@" not in address:
+        raise ConfigError(f"MAIL_FROM must contain an address, got {mail_from!r}")
+    return address.rsplit("@", 1)[1].lower()
+
+
+def load(instance_path: str) -> dict:
+    """Build the app's settings from the environment."""
+    load_dotenv(os.environ.get("FT_DOTENV", ".env"), override=False)
+    instance = Path(instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    production = env_str("FT_ENV", "development") == "production"
+    secret = env_secret("SECRET_KEY")
+    if secret is None and production:
+        raise ConfigError("SECRET_KEY (or SECRET_KEY_FILE) is required in production")
+    mail_from = env_str("MAIL_FROM", "Follow-Through <roadmap@localhost>")
+    base_url = env_str("BASE_URL", "http://127.0.0.1:5000")
+    return {
+        "PRODUCTION": production,
+        "SECRET_KEY": secret or _dev_secret(instance),
+        "SQLALCHEMY_DATABASE_URI": env_str(
+            "DATABASE_URL", f"sqlite:///{instance / 'followthrough.db'}"
+        ),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "REDIS_URL": env_str("REDIS_URL"),
+        "EMBEDDED_REDIS_DB": str(instance / "redis.db"),
+        "QUEUE_NAME": env_str("QUEUE_NAME", "followthrough"),
+        "IMAP_HOST": env_str("IMAP_HOST"),
+        "IMAP_PORT": env_int("IMAP_PORT", 993),
+        "IMAP_USERNAME": env_str("IMAP_USERNAME"),
+        "IMAP_PASSWORD": env_secret("IMAP_PASSWORD"),
+        "IMAP_SECURITY": env_choice("IMAP_SECURITY", "ssl", ("ssl", "starttls", "none")),
+        "IMAP_FOLDER": env_str("IMAP_FOLDER", "INBOX"),
+        "IMAP_CAFILE": env_str("IMAP_CAFILE"),
+        "IMAP_SENT_FOLDER": env_str("IMAP_SENT_FOLDER"),
+        "IMAP_DONE_KEYWORD": env_str("IMAP_DONE_KEYWORD", "FollowThroughDone"),
+        "IMAP_DONE_FOLDER": env_str("IMAP_DONE_FOLDER"),
+        "IMAP_BACKLOG_HOURS": env_int("IMAP_BACKLOG_HOURS", 24),
+        "IMAP_BATCH": env_int("IMAP_BATCH", 100),
+        "IMAP_TIMEOUT": env_int("IMAP_TIMEOUT", 60),
+        "IMAP_IDLE_SECONDS": env_int("IMAP_IDLE_SECONDS", 540),
+        "MAILDIR": env_str("MAILDIR", str(instance / "maildir")),
+        "SMTP_HOST": env_str("SMTP_HOST"),
+        "SMTP_PORT": env_int("SMTP_PORT", 587),
+        "SMTP_USERNAME": env_str("SMTP_USERNAME"),
+        "SMTP_PASSWORD": env_secret("SMTP_PASSWORD"),
+        "SMTP_SECURITY": env_choice("SMTP_SECURITY", "starttls", ("ssl", "starttls", "none")),
+        "SMTP_TIMEOUT": env_int("SMTP_TIMEOUT", 30),
+        "OUTBOX": env_str("OUTBOX", str(instance / "outbox")),
+        "MAIL_FROM": mail_from,
+        "BOUNCE_ADDRESS": env_str("BOUNCE_ADDRESS"),
+        "BASE_URL": base_url,
+        "CONSULTANT_NAME": env_str("CONSULTANT_NAME", "Ken Thoreson"),
+        "CONSULTANT_COMPANY": env_str("CONSULTANT_COMPANY", "Acumen Management Group"),
+        "MAGNET_REPEAT_DAYS": env_int("MAGNET_REPEAT_DAYS", 7),
+        "SEND_RETRIES": env_int("SEND_RETRIES", 5),
+        "SOFT_BOUNCE_LIMIT": env_int("SOFT_BOUNCE_LIMIT", 5),
+        "JOB_TIMEOUT": env_int("JOB_TIMEOUT", 180),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "PERMANENT_SESSION_LIFETIME": env_int("SESSION_HOURS", 12) * 3600,
+        "MAX_CONTENT_LENGTH": env_int("MAX_UPLOAD_MB", 20) * 1024 * 1024,
+    }
+
+
+def finish(settings: dict) -> None:
+    """Derive the settings that follow from others, after tests' overrides are applied."""
+    settings["BASE_URL"] = settings["BASE_URL"].rstrip("/")
+    settings["MAIL_DOMAIN"] = _mail_domain(settings["MAIL_FROM"])
+    secure = settings["BASE_URL"].startswith("https://")
+    settings["SESSION_COOKIE_SECURE"] = secure
+    settings["REMEMBER_COOKIE_SECURE"] = secure

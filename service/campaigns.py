@@ -1,0 +1,225 @@
+"""Campaigns: the YAML format, delays, sending windows and the rules intake matches on."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import re
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .inbound import CampaignRule
+from .models import Asset, Campaign, Step
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DELAY = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_WINDOW = re.compile(r"^\s*(\w{3})(?:-(\w{3}))?\s+(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})\s*$")
+
+
+class CampaignError(ValueError):
+    """A campaign file or form is invalid; the message says where and why."""
+
+
+def parse_delay(text: str) -> timedelta:
+    """'3d' → 3 days; s, m, h and d are accepted."""
+    match = _DELAY.match(str(text))
+    if not match:
+        raise CampaignError(f"delay {text!r} must look like 30s, 15m, 4h or 3d")
+    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+
+
+def parse_window(text: str) -> tuple[set[int], time, time]:
+    """'mon-fri 08:00-18:00' → (weekdays, opens, closes)."""
+    match = _WINDOW.match(text.lower())
+    if not match or match[1] not in DAYS or (match[2] and match[2] not in DAYS):
+        raise CampaignError(f"window {text!r} must look like 'mon-fri 08:00-18:00'")
+    first, last = DAYS.index(match[1]), DAYS.index(match[2] or match[1])
+    days = {d % 7 for d in range(first, last + 1 if last >= first else last + 8)}
+    try:
+        opens, closes = time(int(match[3]), int(match[4])), time(int(match[5]), int(match[6]))
+    except ValueError as exc:
+        raise CampaignError(f"window {text!r}: {exc}") from exc
+    if closes <= opens:
+        raise CampaignError(f"window {text!r} closes before it opens")
+    return days, opens, closes
+
+
+def zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise CampaignError(f"unknown timezone {name!r}") from exc
+
+
+def next_open(moment: datetime, window: str | None, timezone: str) -> datetime:
+    """The first instant at or after `moment` inside the sending window (aware, UTC in → UTC out)."""
+    if not window:
+        return moment
+    days, opens, closes = parse_window(window)
+    tz = zone(timezone)
+    local = moment.astimezone(tz)
+    for offset in range(8):
+        day = local.date() + timedelta(days=offset)
+        if day.weekday() not in days:
+            continue
+        start = datetime.combine(day, opens, tz)
+        end = datetime.combine(day, closes, tz)
+        if local < end:
+            return max(local, start).astimezone(moment.tzinfo)
+    raise CampaignError(f"window {window!r} never opens")
+
+
+def rules(session: Session) -> list[CampaignRule]:
+    """Active campaigns in the admin's order, as the classifier's matching rules."""
+    query = select(Campaign).where(Campaign.active).order_by(Campaign.priority, Campaign.id)
+    return [
+        CampaignRule(c.slug, tuple(c.trigger_addresses), tuple(c.keywords))
+        for c in session.scalars(query)
+    ]
+
+
+def by_slug(session: Session, slug: str) -> Campaign | None:
+    return session.scalar(select(Campaign).where(Campaign.slug == slug))
+
+
+_sandbox = SandboxedEnvironment()
+
+
+def check_template(label: str, source: str | None) -> None:
+    if not source:
+        return
+    try:
+        _sandbox.parse(source)
+    except TemplateSyntaxError as exc:
+        raise CampaignError(f"{label}: template error on line {exc.lineno}: {exc.message}") from exc
+
+
+def _require(entry: dict, key: str, where: str):
+    if entry.get(key) in (None, ""):
+        raise CampaignError(f"{where}: '{key}' is required")
+    return entry[key]
+
+
+def _apply(campaign: Campaign, entry: dict, where: str) -> None:
+    triggers = entry.get("triggers") or {}
+    magnet = _require(entry, "magnet", where)
+    campaign.name = _require(entry, "name", where)
+    campaign.active = bool(entry.get("active", True))
+    campaign.trigger_addresses = [a.strip().lower() for a in triggers.get("addresses") or []]
+    campaign.keywords = [k.strip() for k in triggers.get("keywords") or [] if k.strip()]
+    campaign.magnet_subject = _require(magnet, "subject", f"{where} magnet")
+    campaign.magnet_text = _require(magnet, "text", f"{where} magnet")
+    campaign.magnet_html = magnet.get("html")
+    sending = entry.get("sending") or {}
+    campaign.window = sending.get("window")
+    campaign.timezone = sending.get("timezone") or "UTC"
+    if campaign.window:
+        parse_window(campaign.window)
+    zone(campaign.timezone)
+    for label in ("subject", "text", "html"):
+        check_template(f"{where} magnet {label}", magnet.get(label))
+
+
+def _steps(entry: dict, where: str) -> list[Step]:
+    steps = []
+    for n, raw in enumerate(entry.get("steps") or [], start=1):
+        label = f"{where} step {n}"
+        parse_delay(_require(raw, "after", label))
+        for key in ("subject", "text", "html"):
+            check_template(f"{label} {key}", raw.get(key))
+        steps.append(
+            Step(
+                position=n,
+                after=str(raw["after"]).strip(),
+                subject=_require(raw, "subject", label),
+                text=_require(raw, "text", label),
+                html=raw.get("html"),
+            )
+        )
+    return steps
+
+
+def _asset(folder: Path, name: str, where: str) -> Asset:
+    path = (folder / name).resolve()
+    if not path.is_file():
+        raise CampaignError(f"{where}: attachment {name!r} not found next to the campaign file")
+    data = path.read_bytes()
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return Asset(filename=path.name, content_type=kind, data=data, sha256=hashlib.sha256(data).hexdigest())
+
+
+def import_yaml(session: Session, text: str, folder: Path) -> list[Campaign]:
+    """Create or update the campaigns in a YAML document; attachments are read from `folder`."""
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise CampaignError(f"not valid YAML: {exc}") from exc
+    entries = document.get("campaigns") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise CampaignError("the file must have a top-level 'campaigns:' list")
+    return [_import_one(session, entry, folder) for entry in entries]
+
+
+def _import_one(session: Session, entry: dict, folder: Path) -> Campaign:
+    slug = str(_require(entry, "slug", "campaign"))
+    where = f"campaign {slug!r}"
+    campaign = by_slug(session, slug) or Campaign(slug=slug, priority=_next_priority(session))
+    _apply(campaign, entry, where)
+    steps = _steps(entry, where)
+    assets = [_asset(folder, n, where) for n in (entry["magnet"].get("attachments") or [])]
+    campaign.steps.clear()
+    campaign.assets.clear()
+    session.add(campaign)
+    session.flush()
+    campaign.steps.extend(steps)
+    for position, asset in enumerate(assets):
+        asset.position = position
+        campaign.assets.append(asset)
+    session.flush()
+    return campaign
+
+
+def _next_priority(session: Session) -> int:
+    last = session.scalar(select(Campaign.priority).order_by(Campaign.priority.desc()).limit(1))
+    return (last or 0) + 1
+
+
+def export_yaml(session: Session) -> str:
+    """All campaigns in the same YAML format `import_yaml` reads."""
+    campaigns = session.scalars(select(Campaign).order_by(Campaign.priority, Campaign.id))
+    return yaml.safe_dump(
+        {"campaigns": [_export_one(c) for c in campaigns]}, sort_keys=False, allow_unicode=True
+    )
+
+
+def _export_one(c: Campaign) -> dict:
+    magnet = {"subject": c.magnet_subject, "text": c.magnet_text}
+    if c.magnet_html:
+        magnet["html"] = c.magnet_html
+    magnet["attachments"] = [a.filename for a in c.assets]
+    entry = {
+        "slug": c.slug,
+        "name": c.name,
+        "active": c.active,
+        "triggers": {"addresses": list(c.trigger_addresses), "keywords": list(c.keywords)},
+        "magnet": magnet,
+        "steps": [_export_step(s) for s in c.steps],
+    }
+    if c.window:
+        entry["sending"] = {"window": c.window, "timezone": c.timezone}
+    return entry
+
+
+def _export_step(s: Step) -> dict:
+    step = {"after": s.after, "subject": s.subject, "text": s.text}
+    if s.html:
+        step["html"] = s.html
+    return step

@@ -1,0 +1,132 @@
+"""Flask commands: campaigns import/export, classify, create-admin, up."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from flask_migrate import upgrade
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from . import ROOT, campaigns, users
+from .extensions import db
+from .inbound import classify as classify_message
+from .intake import identity
+from .models import Campaign
+
+DEFAULT_CAMPAIGN = ROOT / "service" / "assets" / "execution-roadmap.yaml"
+
+
+@click.group("campaigns")
+def campaigns_group() -> None:
+    """Campaigns as YAML."""
+
+
+@campaigns_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
+def campaigns_import(file: Path) -> None:
+    """Create or update the campaigns in FILE (attachments are read next to it)."""
+    try:
+        done = campaigns.import_yaml(db.session, file.read_text(encoding="utf-8"), file.parent)
+    except campaigns.CampaignError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"{file}: {exc}") from exc
+    db.session.commit()
+    for campaign in done:
+        click.echo(f"imported {campaign.slug}: {len(campaign.steps)} follow-ups, {len(campaign.assets)} attachments")
+
+
+@campaigns_group.command("export")
+@click.option("--assets", type=click.Path(file_okay=False, path_type=Path), help="Also write attachments here.")
+@with_appcontext
+def campaigns_export(assets: Path | None) -> None:
+    """Print every campaign as YAML, in the format `campaigns import` reads."""
+    click.echo(campaigns.export_yaml(db.session), nl=False)
+    if assets:
+        assets.mkdir(parents=True, exist_ok=True)
+        for campaign in db.session.scalars(select(Campaign)):
+            for asset in campaign.assets:
+                (assets / asset.filename).write_bytes(asset.data)
+
+
+@click.command("classify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
+def classify(files: tuple[Path, ...]) -> None:
+    """Print one JSON object per FILE: its classification, with no side effects."""
+    try:
+        rules = campaigns.rules(db.session)
+    except (OperationalError, ProgrammingError) as exc:
+        raise click.ClickException("the database has no schema yet: run `flask --app wsgi db upgrade`") from exc
+    who = identity(current_app.config)
+    for file in files:
+        result = classify_message(file.read_bytes(), rules, who)
+        click.echo(json.dumps(result.as_json(str(file)), ensure_ascii=False))
+
+
+@click.command("create-admin")
+@click.argument("email")
+@with_appcontext
+def create_admin(email: str) -> None:
+    """Create an admin user; without a terminal, the password is read from stdin's first line."""
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        lines = sys.stdin.read().splitlines()
+        password = lines[0] if lines else ""
+        if len(lines) > 1 and lines[1] and lines[1] != password:
+            raise click.ClickException("the two passwords differ")
+    try:
+        users.create(db.session, email, password)
+    except users.UserError as exc:
+        raise click.ClickException(str(exc)) from exc
+    db.session.commit()
+    click.echo(f"created admin {email.strip().lower()}")
+
+
+def first_run(app: Flask) -> None:
+    """Schema, the default campaign and a first admin, each only when missing."""
+    upgrade(directory=str(ROOT / "service" / "migrations"))
+    if db.session.scalar(select(func.count(Campaign.id))) == 0:
+        campaigns.import_yaml(db.session, DEFAULT_CAMPAIGN.read_text(), DEFAULT_CAMPAIGN.parent)
+        click.echo("loaded the default campaign: Execution Success Roadmap")
+    if users.count(db.session) == 0:
+        password = secrets.token_urlsafe(12)
+        users.create(db.session, "admin@localhost", password)
+        click.echo(f"created admin@localhost with password {password} (change it, or create your own)")
+    db.session.commit()
+
+
+@click.command("up")
+@with_appcontext
+def up() -> None:
+    """Set up on first run, then run web, worker and poller together (the Procfile)."""
+    from honcho.manager import Manager
+
+    app = current_app._get_current_object()
+    first_run(app)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if not app.config.get("IMAP_HOST"):
+        click.echo(f"No IMAP_HOST: drop .eml files into {app.config['MAILDIR']}/new")
+    if not app.config.get("SMTP_HOST"):
+        click.echo(f"No SMTP_HOST: mail we send is written to {app.config['OUTBOX']}")
+    manager = Manager()
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if ":" in line and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            manager.add_process(name.strip(), command.strip(), env=env, cwd=str(ROOT))
+    manager.loop()
+    sys.exit(manager.returncode)
+
+
+def register(app: Flask) -> None:
+    for command in (campaigns_group, classify, create_admin, up):
+        app.cli.add_command(command)

@@ -1,0 +1,73 @@
+"""Enrollments: one contact in one campaign, as an explicit state machine."""
+
+from __future__ import annotations
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .contacts import record
+from .models import Campaign, Contact, Enrollment, Outbound
+
+ACTIVE, PAUSED = "active", "paused"
+REPLIED, UNSUBSCRIBED, BOUNCED, COMPLETED = "replied", "unsubscribed", "bounced", "completed"
+STOPPED = (REPLIED, UNSUBSCRIBED, BOUNCED, COMPLETED)
+
+# Which states each transition may leave from; anything else is a no-op, so a
+# late duplicate event never resurrects or re-stops a sequence.
+_ALLOWED = {
+    PAUSED: (ACTIVE,),
+    ACTIVE: (PAUSED,),
+    REPLIED: (ACTIVE, PAUSED),
+    UNSUBSCRIBED: (ACTIVE, PAUSED, REPLIED, COMPLETED),
+    BOUNCED: (ACTIVE, PAUSED, REPLIED, COMPLETED),
+    COMPLETED: (ACTIVE,),
+}
+
+
+class EnrollmentError(ValueError):
+    """A transition that the state machine does not allow."""
+
+
+def enroll(session: Session, contact: Contact, campaign: Campaign) -> tuple[Enrollment, bool]:
+    """The contact's enrollment in the campaign, and whether it is new."""
+    found = session.scalar(
+        select(Enrollment).where(
+            Enrollment.contact_id == contact.id, Enrollment.campaign_id == campaign.id
+        )
+    )
+    if found:
+        return found, False
+    enrollment = Enrollment(contact=contact, campaign=campaign, state=ACTIVE)
+    session.add(enrollment)
+    session.flush()
+    return enrollment, True
+
+
+def move(session: Session, enrollment: Enrollment, state: str, reason: str) -> bool:
+    """Move to `state` if allowed from the current one; stopping cancels pending follow-ups."""
+    if enrollment.state == state or enrollment.state not in _ALLOWED[state]:
+        return False
+    enrollment.state = state
+    enrollment.stopped_reason = reason
+    if state != ACTIVE:
+        cancel_pending(session, enrollment, f"enrollment {state}: {reason}")
+    record(session, enrollment.contact, f"enrollment_{state}", f"{enrollment.campaign.name}: {reason}")
+    return True
+
+
+def cancel_pending(session: Session, enrollment: Enrollment, why: str) -> None:
+    session.execute(
+        update(Outbound)
+        .where(Outbound.enrollment_id == enrollment.id, Outbound.state == "pending")
+        .values(state="cancelled", note=why)
+    )
+
+
+def stop_all(session: Session, contact: Contact, state: str, reason: str) -> int:
+    """Stop every enrollment of the contact (unsubscribe, bounce); returns how many moved."""
+    return sum(move(session, e, state, reason) for e in contact.enrollments)
+
+
+def open_for(session: Session, contact: Contact) -> list[Enrollment]:
+    """Enrollments that a reply from this contact would stop."""
+    return [e for e in contact.enrollments if e.state in (ACTIVE, PAUSED)]

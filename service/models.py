@@ -1,0 +1,242 @@
+"""The domain's tables. Behaviour lives in the noun modules (contacts, campaigns, …)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def address_hash(address: str) -> str:
+    """The key a suppression is stored under, so erasure can drop the address itself."""
+    return hashlib.sha256(address.strip().lower().encode()).hexdigest()
+
+
+class User(UserMixin, db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Contact(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    domain: Mapped[str] = mapped_column(String(255), default="", index=True)
+    tags: Mapped[str] = mapped_column(String(500), default="")
+    hot: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    enrollments: Mapped[list[Enrollment]] = relationship(back_populates="contact")
+
+    @property
+    def first_name(self) -> str | None:
+        first = self.name.split()[0] if self.name.strip() else ""
+        return first.strip(",\"'") or None
+
+
+class Suppression(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Campaign(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    trigger_addresses: Mapped[list] = mapped_column(JSON, default=list)
+    keywords: Mapped[list] = mapped_column(JSON, default=list)
+    magnet_subject: Mapped[str] = mapped_column(String(300))
+    magnet_text: Mapped[str] = mapped_column(Text)
+    magnet_html: Mapped[str | None] = mapped_column(Text)
+    window: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    steps: Mapped[list[Step]] = relationship(
+        order_by="Step.position", cascade="all, delete-orphan", back_populates="campaign"
+    )
+    assets: Mapped[list[Asset]] = relationship(
+        order_by="Asset.position", cascade="all, delete-orphan", back_populates="campaign"
+    )
+
+
+class Step(db.Model):
+    __table_args__ = (UniqueConstraint("campaign_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    after: Mapped[str] = mapped_column(String(20))
+    subject: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="steps")
+
+
+class Asset(db.Model):
+    """A magnet attachment, kept in the database so every worker on every machine has it."""
+
+    __table_args__ = (UniqueConstraint("campaign_id", "filename"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id"))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(100))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    campaign: Mapped[Campaign] = relationship(back_populates="assets")
+
+
+class Enrollment(db.Model):
+    __table_args__ = (UniqueConstraint("contact_id", "campaign_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id"), index=True)
+    state: Mapped[str] = mapped_column(String(20), default="active", index=True)
+    steps_sent: Mapped[int] = mapped_column(Integer, default=0)
+    stopped_reason: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    contact: Mapped[Contact] = relationship(back_populates="enrollments")
+    campaign: Mapped[Campaign] = relationship()
+
+
+class InboundMessage(db.Model):
+    """A raw message as it arrived, stored before anything acts on it."""
+
+    __table_args__ = (
+        UniqueConstraint("mailbox", "uidvalidity", "uid"),
+        UniqueConstraint("mailbox", "source_key"),
+        Index("ix_inbound_message_sha256", "sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(200))
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int | None] = mapped_column(BigInteger)
+    source_key: Mapped[str | None] = mapped_column(String(300))
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    message_id: Mapped[str | None] = mapped_column(String(998), index=True)
+    arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    state: Mapped[str] = mapped_column(String(20), default="new", index=True)
+    kind: Mapped[str | None] = mapped_column(String(20), index=True)
+    campaign_slug: Mapped[str | None] = mapped_column(String(80))
+    reasons: Mapped[list] = mapped_column(JSON, default=list)
+    from_address: Mapped[str | None] = mapped_column(String(320), index=True)
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    new_text: Mapped[str] = mapped_column(Text, default="")
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    acked: Mapped[bool] = mapped_column(Boolean, default=False)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MailboxState(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    mailbox: Mapped[str] = mapped_column(String(200), unique=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    first_connected_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Outbound(db.Model):
+    """The ledger: one row per intended send, keyed so it can exist only once."""
+
+    __table_args__ = (Index("ix_outbound_state_due", "state", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), index=True)
+    enrollment_id: Mapped[int | None] = mapped_column(ForeignKey("enrollment.id"), index=True)
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_message.id"))
+    step_position: Mapped[int | None] = mapped_column(Integer)
+    to_address: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    message_id: Mapped[str] = mapped_column(String(998), unique=True)
+    in_reply_to: Mapped[str | None] = mapped_column(String(998))
+    references: Mapped[str] = mapped_column(Text, default="")
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    smtp_response: Mapped[str] = mapped_column(Text, default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Event(db.Model):
+    """One line of a contact's timeline: what happened and why."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(40), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_message.id"))
+    outbound_id: Mapped[int | None] = mapped_column(ForeignKey("outbound.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

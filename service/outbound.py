@@ -1,0 +1,179 @@
+"""The outbound ledger: one row per intended send, claimed atomically, never sent twice.
+
+States: pending → sending → sent | failed | unknown, or pending → cancelled.
+A row left in `sending` by a crash becomes `unknown` and is never resent blindly,
+because SMTP cannot tell us whether the server already took it (RFC 1047).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from email.utils import make_msgid
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from . import contacts
+from .campaigns import next_open, parse_delay
+from .enrollments import ACTIVE, COMPLETED, move
+from .models import Enrollment, InboundMessage, Outbound, Step, utcnow
+
+PENDING, SENDING, SENT, FAILED, CANCELLED, UNKNOWN = (
+    "pending", "sending", "sent", "failed", "cancelled", "unknown",
+)
+
+
+def new_message_id(domain: str) -> str:
+    return make_msgid(domain=domain).strip("<>")
+
+
+def _thread_subject(subject: str, fallback: str) -> str:
+    """Gmail threads only when the subject stays the same, so answers keep `Re: <theirs>`."""
+    subject = " ".join(subject.split())
+    if not subject:
+        return fallback
+    return subject if subject.lower().startswith(("re:", "aw:", "sv:")) else f"Re: {subject}"
+
+
+def find(session: Session, key: str) -> Outbound | None:
+    return session.scalar(select(Outbound).where(Outbound.key == key))
+
+
+def plan_magnet(
+    session: Session, inbound: InboundMessage, enrollment: Enrollment, to: str, domain: str,
+    subject: str, references: tuple[str, ...],
+) -> Outbound:
+    """The reply to a request, in the request's thread; planning twice returns the same row."""
+    key = f"reply:{inbound.id}"
+    row = find(session, key)
+    if row:
+        return row
+    parent = inbound.message_id
+    chain = [*references, parent] if parent else list(references)
+    row = Outbound(
+        key=key, kind="magnet", contact_id=enrollment.contact_id, enrollment_id=enrollment.id,
+        inbound_id=inbound.id, to_address=to, message_id=new_message_id(domain),
+        subject=_thread_subject(subject, enrollment.campaign.magnet_subject),
+        in_reply_to=parent, references=" ".join(f"<{r}>" for r in chain[-20:]), due_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def plan_next_step(session: Session, enrollment: Enrollment, previous: Outbound, domain: str) -> Outbound | None:
+    """Plan the follow-up after `previous`, threaded under it, or complete the sequence."""
+    step = _step(enrollment, enrollment.steps_sent + 1)
+    if step is None:
+        move(session, enrollment, COMPLETED, "all follow-ups sent")
+        return None
+    key = f"step:{enrollment.id}:{step.position}"
+    row = find(session, key)
+    if row:
+        return row
+    campaign = enrollment.campaign
+    due = next_open(previous.sent_at + parse_delay(step.after), campaign.window, campaign.timezone)
+    row = Outbound(
+        key=key, kind="followup", contact_id=enrollment.contact_id, enrollment_id=enrollment.id,
+        step_position=step.position, to_address=previous.to_address,
+        message_id=new_message_id(domain), subject=_thread_subject(previous.subject, step.subject),
+        in_reply_to=previous.message_id,
+        references=" ".join([*previous.references.split()[-19:], f"<{previous.message_id}>"]),
+        due_at=due,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _step(enrollment: Enrollment, position: int) -> Step | None:
+    return next((s for s in enrollment.campaign.steps if s.position == position), None)
+
+
+def claim(session: Session, row_id: int, now: datetime | None = None) -> Outbound | None:
+    """Atomically take a due pending row; only one worker can ever win it."""
+    now = now or utcnow()
+    won = session.execute(
+        update(Outbound)
+        .where(Outbound.id == row_id, Outbound.state == PENDING, Outbound.due_at <= now)
+        .values(state=SENDING, claimed_at=now, attempts=Outbound.attempts + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if won != 1:
+        return None
+    row = session.get(Outbound, row_id)
+    session.refresh(row)
+    return row
+
+
+def stop_reason(session: Session, row: Outbound) -> str | None:
+    """Why this row must not go out now, re-checked inside the claiming transaction."""
+    if contacts.is_suppressed(session, row.to_address):
+        return "address is suppressed"
+    if row.enrollment_id is None:
+        return None
+    enrollment = session.get(Enrollment, row.enrollment_id)
+    if not enrollment.campaign.active:
+        return "campaign is not active"
+    if row.kind == "followup" and enrollment.state != ACTIVE:
+        return f"enrollment is {enrollment.state}"
+    return None
+
+
+def cancel(row: Outbound, why: str) -> None:
+    row.state = CANCELLED
+    row.note = why
+
+
+def mark_sent(row: Outbound, response: str) -> None:
+    row.state = SENT
+    row.sent_at = utcnow()
+    row.smtp_response = response
+
+
+def retry_later(row: Outbound, error: str, limit: int) -> bool:
+    """Put a temporarily failed row back with exponential backoff and jitter; False when out of tries."""
+    row.smtp_response = error
+    if row.attempts >= limit:
+        row.state = FAILED
+        return False
+    row.state = PENDING
+    delay = min(3600, 30 * 2 ** (row.attempts - 1)) * random.uniform(0.8, 1.2)
+    row.due_at = utcnow() + timedelta(seconds=delay)
+    return True
+
+
+def fail(row: Outbound, error: str) -> None:
+    row.state = FAILED
+    row.smtp_response = error
+
+
+def due(session: Session, now: datetime | None = None, limit: int = 500) -> list[Outbound]:
+    """Pending rows whose time has come (the reconciler queues them again after a Redis loss)."""
+    query = (
+        select(Outbound)
+        .where(Outbound.state == PENDING, Outbound.due_at <= (now or utcnow()))
+        .order_by(Outbound.due_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def expire_stuck(session: Session, older_than: timedelta) -> list[Outbound]:
+    """Rows left in `sending` by a crashed worker become `unknown`: shown, never resent blindly."""
+    cutoff = utcnow() - older_than
+    rows = list(
+        session.scalars(select(Outbound).where(Outbound.state == SENDING, Outbound.claimed_at < cutoff))
+    )
+    for row in rows:
+        row.state = UNKNOWN
+        row.note = "worker stopped mid-send; the server may or may not have accepted it"
+    return rows
+
+
+def sent_ids(session: Session, message_ids: tuple[str, ...]) -> list[Outbound]:
+    """Our sent rows that an inbound message refers to (In-Reply-To / References)."""
+    if not message_ids:
+        return []
+    return list(session.scalars(select(Outbound).where(Outbound.message_id.in_(message_ids))))

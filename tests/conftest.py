@@ -1,0 +1,150 @@
+"""The named world and the real servers every test runs against.
+
+TEST_DATABASE=sqlite (default) or postgresql picks the database; `.ci/run` runs
+the suite on both. Servers are started once per session; each test gets empty
+tables, an empty Redis, an empty SMTP sink and an empty INBOX.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from flask_migrate import upgrade
+
+from service import ROOT, create_app
+from service.extensions import db
+from tests.servers import Dovecot, RedisServer, SmtpSink, postgres_available, postgres_database
+
+DEFAULT_YAML = ROOT / "service" / "assets" / "execution-roadmap.yaml"
+PDF = (ROOT / "service" / "assets" / "roadmap.pdf").read_bytes()
+SHARED = ROOT.parent / "shared"
+
+
+def pytest_report_header(config) -> str:
+    return f"database: {os.environ.get('TEST_DATABASE', 'sqlite')}"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    if os.environ.get("TEST_DATABASE", "sqlite") == "postgresql":
+        if not postgres_available():
+            pytest.fail("TEST_DATABASE=postgresql but PostgreSQL is not reachable on 127.0.0.1:5432")
+        with postgres_database("followthrough_test") as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    server = RedisServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def dovecot():
+    server = Dovecot().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def sink():
+    server = SmtpSink().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _schema(database_url, tmp_path_factory):
+    app = create_app({"INSTANCE_PATH": str(tmp_path_factory.mktemp("schema")), "SQLALCHEMY_DATABASE_URI": database_url})
+    with app.app_context():
+        upgrade(directory=str(ROOT / "service" / "migrations"))
+        db.engine.dispose()
+    return database_url
+
+
+def _empty_tables() -> None:
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(table.delete())
+    db.session.commit()
+
+
+@pytest.fixture
+def settings(_schema, redis_server, sink, tmp_path):
+    """Settings for an app on the test servers; tests may change them before `app` is built."""
+    redis_server.flushall()
+    sink.clear()
+    sink.hang = False
+    return {
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "SQLALCHEMY_DATABASE_URI": _schema,
+        "REDIS_URL": redis_server.url,
+        "QUEUE_NAME": "test",
+        "SMTP_HOST": sink.host,
+        "SMTP_PORT": sink.port,
+        "SMTP_SECURITY": "none",
+        "SMTP_TIMEOUT": 5,
+        "MAIL_FROM": "Ken Thoreson <roadmap@acumen.example>",
+        "BASE_URL": "https://desk.acumen.example",
+        "SECRET_KEY": "test-secret",
+        "IMAP_HOST": None,
+        "WTF_CSRF_ENABLED": True,
+        "TESTING": True,
+    }
+
+
+@pytest.fixture
+def app(settings):
+    application = create_app(settings)
+    with application.app_context():
+        _empty_tables()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def imap_settings(settings, dovecot):
+    """Point the app at the test Dovecot, with an empty INBOX."""
+    _empty_inbox(dovecot)
+    settings.update(
+        IMAP_HOST=dovecot.host, IMAP_PORT=dovecot.port, IMAP_SECURITY="starttls",
+        IMAP_USERNAME=dovecot.user, IMAP_PASSWORD=dovecot.password, IMAP_CAFILE=dovecot.cafile,
+        IMAP_FOLDER="INBOX",
+    )
+    return settings
+
+
+def _empty_inbox(dovecot: Dovecot) -> None:
+    with dovecot.client() as client:
+        client.select_folder("INBOX")
+        uids = client.search(["ALL"])
+        if uids:
+            client.delete_messages(uids)
+            client.expunge()
+
+
+def _load(app, yaml_text: str) -> None:
+    from service import campaigns
+
+    with app.app_context():
+        campaigns.import_yaml(db.session, yaml_text, DEFAULT_YAML.parent)
+        db.session.commit()
+
+
+@pytest.fixture
+def world(app):
+    """alice (admin), bob (a prospect), carol (suppressed) and the roadmap campaign, with fast steps."""
+    from service import contacts, users
+
+    fast = DEFAULT_YAML.read_text().replace("after: 3d", "after: 2s").replace("after: 7d", "after: 1h")
+    _load(app, fast)
+    with app.app_context():
+        users.create(db.session, "alice@acumen.example", "correct horse battery")
+        contacts.suppress(db.session, "carol@prospect.example", "unsubscribed", "test world")
+        db.session.commit()
+    return app

@@ -1,0 +1,860 @@
+"""Real servers for the test suite: Dovecot (IMAP), an SMTP sink, Redis and PostgreSQL.
+
+Nothing here is mocked. Every class starts a real server as a child process (or, for the
+SMTP sink, an aiosmtpd server in a thread) on a free 127.0.0.1 port, and stops it again.
+Child processes run in their own process group; ``stop()`` kills the whole group and an
+``atexit`` hook stops whatever a crashed test left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+DOVECOT_BINARY = "/usr/sbin/dovecot"
+DOVEADM_BINARY = "/usr/bin/doveadm"
+REDIS_BINARY = shutil.which("redis-server") or "/usr/bin/redis-server"
+OPENSSL_BINARY = shutil.which("openssl") or "/usr/bin/openssl"
+
+PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("TEST_PG_USER", "postgres")
+
+START_TIMEOUT = 10.0
+POLL_INTERVAL = 0.02
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], bool], timeout: float, interval: float = POLL_INTERVAL
+) -> bool:
+    """Poll ``condition`` until it is true or ``timeout`` seconds pass; return the last result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    return "\n".join(text.splitlines()[-lines:]) or f"({path} is empty)"
+
+
+_running: set[Any] = set()
+
+
+@atexit.register
+def _stop_everything() -> None:
+    for server in list(_running):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+def _group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _ChildProcess:
+    """A server process in its own process group, with its output in a file."""
+
+    def __init__(self, argv: list[str], output: Path) -> None:
+        self.argv = argv
+        self.output = output
+        self.process: subprocess.Popen[bytes] | None = None
+        self._output_file: IO[bytes] | None = None
+
+    def start(self) -> None:
+        self._output_file = open(self.output, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._output_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """SIGTERM the whole process group, then SIGKILL whatever is left after ``timeout``."""
+        process, self.process = self.process, None
+        if process is not None:
+            pgid = process.pid  # start_new_session: the group id is the leader's pid
+            # Signal every process at once: Dovecot's master otherwise waits several seconds
+            # for login processes that were busy with a connection when it got SIGTERM.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
+            process.wait()
+            # Orphaned children are reaped by init a moment later; wait for that.
+            wait_until(lambda: not _group_exists(pgid), timeout)
+        if self._output_file is not None:
+            self._output_file.close()
+            self._output_file = None
+
+
+def _wait_for_greeting(
+    host: str, port: int, prefix: bytes, timeout: float = 1.0, tls: bool = False
+) -> bool:
+    """Connect (over TLS without verification if asked) and check the server's greeting."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            if not tls:
+                return raw.recv(256).startswith(prefix)
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            with context.wrap_socket(raw, server_hostname=host) as sock:
+                return sock.recv(256).startswith(prefix)
+    except OSError:
+        return False
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+def make_test_certificates(folder: Path, hostname: str = "localhost") -> tuple[Path, Path, Path]:
+    """Create a throw-away CA and a server certificate for 127.0.0.1 / ``hostname``.
+
+    Returns ``(ca_cert, server_cert, server_key)``. The CA carries proper CA extensions and
+    the server certificate a subjectAltName, so a normal verifying ``ssl`` context accepts it.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "openssl.cnf"
+    config.write_text(
+        "[req]\n"
+        "distinguished_name = dn\n"
+        "prompt = no\n"
+        "[dn]\n"
+        "CN = Follow-Through Test CA\n"
+        "[ca]\n"
+        "basicConstraints = critical,CA:TRUE\n"
+        "keyUsage = critical,keyCertSign,cRLSign\n"
+        "subjectKeyIdentifier = hash\n"
+        "[server]\n"
+        "basicConstraints = critical,CA:FALSE\n"
+        "keyUsage = critical,digitalSignature\n"
+        "extendedKeyUsage = serverAuth\n"
+        f"subjectAltName = DNS:{hostname},IP:127.0.0.1\n"
+        "subjectKeyIdentifier = hash\n"
+        "authorityKeyIdentifier = keyid\n"
+    )
+    ca_key, ca_cert = folder / "ca.key", folder / "ca.pem"
+    key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.pem"
+    new_ec_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    commands = [
+        [OPENSSL_BINARY, "req", "-x509", *new_ec_key, "-config", str(config),
+         "-extensions", "ca", "-days", "3650", "-keyout", str(ca_key), "-out", str(ca_cert)],
+        [OPENSSL_BINARY, "req", "-new", *new_ec_key, "-config", str(config),
+         "-subj", f"/CN={hostname}", "-keyout", str(key), "-out", str(csr)],
+        [OPENSSL_BINARY, "x509", "-req", "-in", str(csr), "-CA", str(ca_cert),
+         "-CAkey", str(ca_key), "-set_serial", str(int(time.time() * 1000)), "-days", "3650",
+         "-extfile", str(config), "-extensions", "server", "-out", str(cert)],
+    ]  # fmt: skip
+    for command in commands:
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr}")
+    return ca_cert, cert, key
+
+
+# --------------------------------------------------------------------------- Dovecot
+
+
+class Dovecot:
+    """A real Dovecot IMAP server in a temporary folder.
+
+    ``port`` speaks plain IMAP and offers STARTTLS, ``tls_port`` is implicit TLS (IMAPS).
+    Both present a certificate for 127.0.0.1/localhost signed by the CA in ``cafile``.
+    Mail is stored as Maildir under ``<root>/mail/<user>/Maildir``.
+    """
+
+    def __init__(
+        self,
+        users: Mapping[str, str] | None = None,
+        *,
+        idle_notify_interval: int = 5,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.users: dict[str, str] = dict(users or {"consultant": "secret"})
+        if not self.users:
+            raise ValueError("Dovecot needs at least one user")
+        for name, password in self.users.items():
+            if not name or any(c in name + password for c in ":\n"):
+                raise ValueError(f"unsupported user name or password for {name!r}")
+        self.user, self.password = next(iter(self.users.items()))
+        self.host = host
+        self.idle_notify_interval = idle_notify_interval
+        self.port = 0
+        self.tls_port = 0
+        self.root: Path | None = None
+        self.cafile = ""
+        self.certfile = ""
+        self._process: _ChildProcess | None = None
+
+    # ---- paths
+
+    @property
+    def config_path(self) -> Path:
+        return self._root / "dovecot.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self._root / "dovecot.log"
+
+    @property
+    def _root(self) -> Path:
+        if self.root is None:
+            raise RuntimeError("Dovecot was never started")
+        return self.root
+
+    # ---- lifecycle
+
+    def start(self) -> Dovecot:
+        """Start the server; the first call also creates the folder, certificates and config."""
+        if self._process is not None and self._process.running():
+            return self
+        if self.root is None:
+            self._prepare()
+        self._process = _ChildProcess(
+            [DOVECOT_BINARY, "-F", "-c", str(self.config_path)], self._root / "dovecot.out"
+        )
+        self._process.start()
+        _running.add(self)
+        self._wait_until_ready()
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (the whole process group); the data and ports are kept."""
+        _running.discard(self)
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports with the same mail (clients are dropped)."""
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        """Stop the server and delete its folder."""
+        self.stop()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.running()
+
+    def __enter__(self) -> Dovecot:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()
+
+    def _prepare(self) -> None:
+        root = Path(tempfile.mkdtemp(prefix="ft-dovecot-"))
+        self.root = root
+        # Dovecot's unprivileged processes (auth as default_internal_user, mail processes
+        # as the mail user) must be able to traverse the folder and read the passwd-file.
+        root.chmod(0o755)
+        if os.geteuid() == 0:
+            internal_user, login_user = "dovecot", "dovenull"
+            # Dovecot refuses mail access as root, so mail processes run as nobody.
+            mail_account = pwd.getpwnam("nobody")
+            chroot_lines = ""
+        else:
+            internal_user = login_user = pwd.getpwuid(os.geteuid()).pw_name
+            mail_account = pwd.getpwuid(os.geteuid())
+            # Without root nothing can chroot; every service runs as the current user.
+            chroot_lines = "  chroot =\n"
+        mail_root = root / "mail"
+        mail_root.mkdir()
+        os.chown(mail_root, mail_account.pw_uid, mail_account.pw_gid)
+        for folder in ("run", "state"):
+            (root / folder).mkdir()
+
+        ca_cert, cert, key = make_test_certificates(root / "tls")
+        (root / "tls").chmod(0o755)
+        self.cafile, self.certfile = str(ca_cert), str(cert)
+
+        users_file = root / "users"
+        users_file.write_text(
+            "".join(f"{name}:{{PLAIN}}{password}::::::\n" for name, password in self.users.items())
+        )
+        users_file.chmod(0o644)
+
+        self.port = free_port(self.host)
+        self.tls_port = free_port(self.host)
+        while self.tls_port == self.port:
+            self.tls_port = free_port(self.host)
+
+        self.config_path.write_text(
+            f"""# Generated by tests/servers.py
+protocols = imap
+listen = {self.host}
+base_dir = {root}/run
+state_dir = {root}/state
+instance_name = ft-dovecot-{self.port}
+log_path = {self.log_path}
+default_internal_user = {internal_user}
+default_login_user = {login_user}
+first_valid_uid = 0
+first_valid_gid = 0
+
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+
+mail_location = maildir:~/Maildir
+mailbox_idle_check_interval = 1 secs
+imap_idle_notify_interval = {self.idle_notify_interval} secs
+
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {users_file}
+}}
+userdb {{
+  driver = static
+  args = uid={mail_account.pw_uid} gid={mail_account.pw_gid} home={mail_root}/%u
+}}
+
+service imap-login {{
+{chroot_lines}  inet_listener imap {{
+    address = {self.host}
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    address = {self.host}
+    port = {self.tls_port}
+    ssl = yes
+  }}
+}}
+service anvil {{
+{chroot_lines}}}
+
+protocol imap {{
+  mail_max_userip_connections = 1000
+}}
+"""
+        )
+
+    def _wait_until_ready(self) -> None:
+        def ready() -> bool:
+            if not self.running():
+                return True  # stop polling, report below
+            return _wait_for_greeting(self.host, self.port, b"* OK", timeout=0.5)
+
+        if (
+            wait_until(ready, START_TIMEOUT)
+            and self.running()
+            and _wait_for_greeting(self.host, self.tls_port, b"* OK", timeout=2, tls=True)
+        ):
+            return
+        output = self._root / "dovecot.out"
+        self.stop()
+        raise RuntimeError(
+            f"Dovecot did not start on {self.host}:{self.port}/{self.tls_port} "
+            f"within {START_TIMEOUT:.0f}s.\n--- {output}:\n{_tail(output)}\n"
+            f"--- {self.log_path}:\n{_tail(self.log_path)}"
+        )
+
+    # ---- clients
+
+    def ssl_context(self, verify: bool = True) -> ssl.SSLContext:
+        """A client context that trusts the generated CA (or verifies nothing)."""
+        if not verify:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def connect(
+        self,
+        user: str | None = None,
+        password: str | None = None,
+        *,
+        security: str = "none",
+        login: bool = True,
+        timeout: float = 10.0,
+    ) -> Any:
+        """An ``imapclient.IMAPClient``; security is "none", "starttls" or "ssl"."""
+        from imapclient import IMAPClient
+
+        if security == "ssl":
+            client = IMAPClient(
+                self.host, self.tls_port, ssl=True, ssl_context=self.ssl_context(),
+                timeout=timeout,
+            )  # fmt: skip
+        elif security in ("none", "starttls"):
+            client = IMAPClient(self.host, self.port, ssl=False, timeout=timeout)
+            if security == "starttls":
+                client.starttls(self.ssl_context())
+        else:
+            raise ValueError(f"unknown security {security!r}")
+        if login:
+            user = user or self.user
+            client.login(user, password if password is not None else self.users[user])
+        return client
+
+    @contextlib.contextmanager
+    def client(self, user: str | None = None) -> Iterator[Any]:
+        """A logged-in plain ``IMAPClient`` that is logged out afterwards."""
+        client = self.connect(user)
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
+    # ---- mailbox helpers (plain IMAP, as ``user`` or the first user)
+
+    def append(
+        self,
+        raw: bytes,
+        folder: str = "INBOX",
+        flags: Iterable[str | bytes] = (),
+        msg_time: datetime | None = None,
+        *,
+        user: str | None = None,
+    ) -> int | None:
+        """APPEND a message; returns its UID (from APPENDUID) when the server reports it."""
+        with self.client(user) as client:
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+            response = client.append(folder, raw, flags=tuple(flags), msg_time=msg_time)
+        text = response.decode(errors="replace") if isinstance(response, bytes) else str(response)
+        match = re.search(r"APPENDUID \d+ (\d+)", text)
+        return int(match.group(1)) if match else None
+
+    def create_folder(self, name: str, *, user: str | None = None) -> None:
+        with self.client(user) as client:
+            if not client.folder_exists(name):
+                client.create_folder(name)
+
+    def folders(self, *, user: str | None = None) -> list[str]:
+        with self.client(user) as client:
+            return [name for _flags, _delimiter, name in client.list_folders()]
+
+    def uidvalidity(self, folder: str = "INBOX", *, user: str | None = None) -> int:
+        with self.client(user) as client:
+            return int(client.folder_status(folder, ["UIDVALIDITY"])[b"UIDVALIDITY"])
+
+    def messages(self, folder: str = "INBOX", *, user: str | None = None) -> list[bytes]:
+        """The raw bytes of every message in ``folder``, in UID order (does not set \\Seen)."""
+        with self.client(user) as client:
+            client.select_folder(folder, readonly=True)
+            uids = sorted(client.search("ALL"))
+            if not uids:
+                return []
+            fetched = client.fetch(uids, ["BODY.PEEK[]"])
+            return [fetched[uid][b"BODY[]"] for uid in uids]
+
+    def flags(self, folder: str = "INBOX", *, user: str | None = None) -> dict[int, frozenset[str]]:
+        """UID -> flags (as str, e.g. ``"\\\\Seen"``) for every message in ``folder``."""
+        with self.client(user) as client:
+            client.select_folder(folder, readonly=True)
+            uids = client.search("ALL")
+            if not uids:
+                return {}
+            fetched = client.fetch(uids, ["FLAGS"])
+            return {
+                uid: frozenset(f.decode() if isinstance(f, bytes) else f for f in data[b"FLAGS"])
+                for uid, data in fetched.items()
+            }
+
+    def recreate_folder(self, name: str, *, user: str | None = None) -> int:
+        """Delete and re-create ``name``: empty, new UIDVALIDITY, UIDs start at 1 again.
+
+        Returns the new UIDVALIDITY. INBOX cannot be deleted over IMAP, so for INBOX the
+        user's sessions are kicked (clients see ``* BYE``) and its Maildir files and indexes
+        are removed on disk; Dovecot then rebuilds it like a brand-new mailbox.
+        """
+        user = user or self.user
+        if name.upper() == "INBOX":
+            old = self.uidvalidity("INBOX", user=user)
+            self._reset_inbox(user)
+            new = self.uidvalidity("INBOX", user=user)
+            if new == old:
+                raise RuntimeError(f"INBOX of {user} kept UIDVALIDITY {old} after the reset")
+            return new
+        with self.client(user) as client:
+            if client.folder_exists(name):
+                client.delete_folder(name)
+            client.create_folder(name)
+            return int(client.folder_status(name, ["UIDVALIDITY"])[b"UIDVALIDITY"])
+
+    def sessions(self, user: str | None = None) -> int:
+        """How many IMAP sessions ``user`` (default: anyone) has open right now."""
+        lines = self.doveadm("who", "-1", *([user] if user else [])).splitlines()[1:]
+        return sum(1 for line in lines if line.split() and (not user or line.split()[0] == user))
+
+    def kick(self, user: str | None = None) -> None:
+        """Disconnect every session of ``user`` (clients get ``* BYE``) and wait until gone."""
+        user = user or self.user
+        self.doveadm("kick", user)
+        if not wait_until(lambda: self.sessions(user) == 0, START_TIMEOUT):
+            raise RuntimeError(f"sessions of {user} survived doveadm kick")
+
+    def _reset_inbox(self, user: str) -> None:
+        self.kick(user)
+        maildir = self._root / "mail" / user / "Maildir"
+        for sub in ("cur", "new", "tmp"):
+            for path in (maildir / sub).glob("*"):
+                path.unlink()
+        # The uidlist holds UIDVALIDITY/next UID; the indexes (incl. the mailbox list index,
+        # which caches STATUS) would otherwise resurrect the old values.
+        for pattern in ("dovecot-uidlist", "dovecot.index*", "dovecot.list.index*"):
+            for path in maildir.glob(pattern):
+                path.unlink()
+
+    def doveadm(self, *args: str) -> str:
+        """Run ``doveadm -c <config> args...`` against this instance; returns stdout."""
+        result = subprocess.run(
+            [DOVEADM_BINARY, "-c", str(self.config_path), *args],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"doveadm {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+
+# --------------------------------------------------------------------------- SMTP
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """One message the SMTP sink accepted."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+class _HangingProtocol(asyncio.Protocol):
+    """Accepts a connection and never says a word (not even the 220 greeting)."""
+
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        with self.sink._lock:
+            self.sink._hung_transports.append(transport)
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+
+class _SinkHandler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        refusal = self.sink._refusal("RCPT", address)
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        refusal = self.sink._refusal("DATA", None)
+        if refusal:
+            return refusal
+        data = envelope.original_content
+        if data is None:
+            data = envelope.content if isinstance(envelope.content, bytes) else b""
+        message = ReceivedMessage(
+            mail_from=envelope.mail_from, rcpt_tos=list(envelope.rcpt_tos), data=bytes(data)
+        )
+        with self.sink._lock:
+            self.sink._messages.append(message)
+        return "250 2.0.0 Message accepted for delivery"
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) that keeps every accepted message in memory.
+
+    Fault drills: ``fail_next()`` answers the next DATA (or RCPT) commands with an error,
+    ``reject_rcpt()`` refuses one address for good, and ``hang = True`` makes new
+    connections get accepted and then never answered, so clients run into their timeout.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int | None = None) -> None:
+        self.host = host
+        self.port = port or 0
+        self.hang = False
+        self._lock = threading.Lock()
+        self._messages: list[ReceivedMessage] = []
+        self._failures: dict[str, list[str]] = {"DATA": [], "RCPT": []}
+        self._rejected: dict[str, str] = {}
+        self._hung_transports: list[asyncio.BaseTransport] = []
+        self._controller: Any = None
+
+    def start(self) -> SmtpSink:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import SMTP
+
+        sink = self
+
+        class _Controller(Controller):  # type: ignore[misc]
+            def factory(self) -> Any:
+                if sink.hang:
+                    return _HangingProtocol(sink)
+                return SMTP(self.handler, **self.SMTP_kwargs)
+
+        if self._controller is not None:
+            return self
+        self.port = self.port or free_port(self.host)
+        self._controller = _Controller(
+            _SinkHandler(self), hostname=self.host, port=self.port, ready_timeout=START_TIMEOUT
+        )
+        self._controller.start()
+        _running.add(self)
+        return self
+
+    def stop(self) -> None:
+        _running.discard(self)
+        controller, self._controller = self._controller, None
+        if controller is None:
+            return
+        with self._lock:
+            hung, self._hung_transports = self._hung_transports, []
+        for transport in hung:
+            controller.loop.call_soon_threadsafe(transport.abort)
+        controller.stop()
+
+    def __enter__(self) -> SmtpSink:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # ---- captured mail
+
+    @property
+    def messages(self) -> list[ReceivedMessage]:
+        with self._lock:
+            return list(self._messages)
+
+    def clear(self) -> None:
+        """Forget captured messages and every configured failure (``hang`` is reset too)."""
+        with self._lock:
+            self._messages.clear()
+            self._failures = {"DATA": [], "RCPT": []}
+            self._rejected.clear()
+        self.hang = False
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedMessage]:
+        """Wait until at least ``count`` messages were accepted; returns all of them."""
+        if not wait_until(lambda: len(self.messages) >= count, timeout):
+            raise TimeoutError(
+                f"SMTP sink got {len(self.messages)} message(s), expected {count} "
+                f"within {timeout}s"
+            )
+        return self.messages
+
+    # ---- fault drills
+
+    def fail_next(
+        self, n: int = 1, code: int = 451, text: str = "4.3.0 Try again later", *,
+        command: str = "DATA",
+    ) -> None:  # fmt: skip
+        """Answer the next ``n`` ``command`` ("DATA" or "RCPT") commands with ``code text``."""
+        command = command.upper()
+        if command not in self._failures:
+            raise ValueError("command must be 'DATA' or 'RCPT'")
+        with self._lock:
+            self._failures[command].extend([f"{code} {text}"] * n)
+
+    def reject_rcpt(self, address: str, response: str = "550 5.1.1 User unknown") -> None:
+        """Refuse RCPT TO ``address`` (case-insensitive) with ``response`` until clear()."""
+        with self._lock:
+            self._rejected[address.lower()] = response
+
+    def _refusal(self, command: str, address: str | None) -> str | None:
+        with self._lock:
+            if address is not None and address.lower() in self._rejected:
+                return self._rejected[address.lower()]
+            if self._failures[command]:
+                return self._failures[command].pop(0)
+        return None
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+class RedisServer:
+    """A throw-away ``redis-server`` without persistence on a free port."""
+
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port or 0
+        self.root: Path | None = None
+        self._process: _ChildProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        if self._process is not None and self._process.running():
+            return self
+        if self.root is None:
+            self.root = Path(tempfile.mkdtemp(prefix="ft-redis-"))
+        self.port = self.port or free_port(self.host)
+        self._process = _ChildProcess(
+            [
+                REDIS_BINARY, "--port", str(self.port), "--bind", self.host,
+                "--save", "", "--appendonly", "no", "--dir", str(self.root),
+                "--daemonize", "no", "--logfile", "",
+            ],
+            self.root / "redis.log",
+        )  # fmt: skip
+        self._process.start()
+        _running.add(self)
+        if not wait_until(lambda: not self.running() or self._ping(), START_TIMEOUT) or (
+            not self.running()
+        ):
+            log = self.root / "redis.log"
+            self.stop()
+            raise RuntimeError(
+                f"redis-server did not start on port {self.port} within {START_TIMEOUT:.0f}s."
+                f"\n--- {log}:\n{_tail(log)}"
+            )
+        return self
+
+    def stop(self) -> None:
+        _running.discard(self)
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+
+    def restart(self) -> None:
+        """Stop and start on the same port; all data is gone (there is no persistence)."""
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.running()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()
+
+    def client(self, **kwargs: Any) -> Any:
+        """A ``redis.Redis`` connected to this server."""
+        from redis import Redis
+
+        return Redis.from_url(self.url, **kwargs)
+
+    def flushall(self) -> None:
+        with contextlib.closing(self.client()) as client:
+            client.flushall()
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_connect(dbname: str = "postgres", timeout: int = 5) -> Any:
+    import psycopg
+
+    return psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname,
+        connect_timeout=timeout, autocommit=True,
+    )  # fmt: skip
+
+
+def postgres_available() -> bool:
+    """True when the test PostgreSQL server accepts a connection."""
+    try:
+        with _pg_connect(timeout=2) as connection:
+            connection.execute("SELECT 1")
+        return True
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def postgres_database(name_prefix: str = "ft_test") -> Iterator[str]:
+    """Create a fresh, empty database; yield its SQLAlchemy URL; drop it afterwards.
+
+    The database is dropped ``WITH (FORCE)``, so connections left open do not block it.
+    """
+    from psycopg import sql
+
+    prefix = re.sub(r"[^a-z0-9_]", "_", name_prefix.lower())[:40] or "ft_test"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with _pg_connect() as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        with _pg_connect() as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

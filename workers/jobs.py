@@ -1,0 +1,166 @@
+"""RQ jobs. Each takes ids only, is safe to run twice: claim, re-check, act, record."""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from datetime import timedelta
+
+from flask import Flask, current_app
+from rq import Retry
+
+from service import contacts, create_app, intake, outbound, queue
+from service.extensions import db
+from service.mailer import SendError, Transport, compose, envelope_sender, to_bytes
+from service.models import Contact, Enrollment, InboundMessage, Outbound, utcnow
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3
+_transport: dict[int, Transport] = {}
+
+
+def _app() -> Flask:
+    try:
+        return current_app._get_current_object()
+    except RuntimeError:
+        return create_app()
+
+
+def transport(settings: dict) -> Transport:
+    """One SMTP connection per process, reused across jobs."""
+    pid = os.getpid()
+    if pid not in _transport:
+        _transport[pid] = Transport(settings)
+    return _transport[pid]
+
+
+def queue_inbound(message_id: int) -> bool:
+    return queue.enqueue(
+        "workers.jobs.process_inbound", message_id, job_id=f"in-{message_id}",
+        retry=Retry(max=MAX_ATTEMPTS - 1, interval=[5, 30]),
+    )
+
+
+def queue_send(row: Outbound) -> bool:
+    at = row.due_at if row.due_at > utcnow() else None
+    stamp = int(row.due_at.timestamp())
+    return queue.enqueue("workers.jobs.send", row.id, job_id=f"out-{row.id}-{stamp}", at=at)
+
+
+def process_inbound(message_id: int) -> str:
+    """Classify a stored message and act on it; the third failure quarantines it."""
+    with _app().app_context():
+        message = db.session.get(InboundMessage, message_id)
+        if message is None or message.processed_at is not None or message.state not in ("new", "backlog"):
+            return "nothing to do"
+        message.attempts += 1
+        db.session.commit()
+        try:
+            rows = intake.process(db.session, message, current_app.config)
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            _record_failure(message_id)
+            raise
+        for row in rows:
+            queue_send(row)
+        return f"{message.kind}: {len(rows)} to send"
+
+
+def _record_failure(message_id: int) -> None:
+    message = db.session.get(InboundMessage, message_id)
+    message.error = traceback.format_exc()[-4000:]
+    if message.attempts >= MAX_ATTEMPTS:
+        message.state = "quarantined"
+        log.error("inbound #%s quarantined after %s attempts", message_id, message.attempts)
+    db.session.commit()
+
+
+def send(row_id: int) -> str:
+    """Send one ledger row, exactly once."""
+    with _app().app_context():
+        session, settings = db.session, current_app.config
+        row = outbound.claim(session, row_id)
+        if row is None:
+            return _not_claimed(row_id)
+        reason = outbound.stop_reason(session, row)
+        if reason:
+            outbound.cancel(row, reason)
+            contacts.record(session, session.get(Contact, row.contact_id), "send_cancelled", reason, outbound_id=row.id)
+            session.commit()
+            return f"cancelled: {reason}"
+        return _deliver(session, row, settings)
+
+
+def _not_claimed(row_id: int) -> str:
+    row = db.session.get(Outbound, row_id)
+    if row is not None and row.state == outbound.PENDING:
+        queue_send(row)  # not due yet (postponed): wait for its new time
+        return f"not due until {row.due_at.isoformat()}"
+    return f"already {row.state if row else 'gone'}"
+
+
+def _deliver(session, row: Outbound, settings: dict) -> str:
+    contact = session.get(Contact, row.contact_id)
+    enrollment = session.get(Enrollment, row.enrollment_id)
+    campaign = enrollment.campaign
+    step = next((s for s in campaign.steps if s.position == row.step_position), None)
+    try:
+        raw = to_bytes(compose(row, contact, campaign, step, settings))
+    except Exception as exc:  # a template an admin broke: keep the row, show the error
+        outbound.fail(row, f"could not build the message: {exc}")
+        session.commit()
+        return "failed: template"
+    row.raw = raw
+    session.commit()  # Message-ID and bytes are on record before SMTP sees anything
+    try:
+        response = transport(settings).send(raw, envelope_sender(row, settings), row.to_address, f"{row.id}-{row.kind}")
+    except SendError as exc:
+        return _send_failed(session, row, contact, exc, settings)
+    outbound.mark_sent(row, response)
+    contacts.record(session, contact, f"{row.kind}_sent", row.subject, outbound_id=row.id)
+    nxt = _advance(session, enrollment, row, settings)
+    session.commit()
+    if nxt is not None:
+        queue_send(nxt)
+    return f"sent: {response}"
+
+
+def _advance(session, enrollment: Enrollment, row: Outbound, settings: dict) -> Outbound | None:
+    if row.kind == "followup":
+        enrollment.steps_sent = row.step_position
+    if enrollment.state != "active":
+        return None
+    return outbound.plan_next_step(session, enrollment, row, settings["MAIL_DOMAIN"])
+
+
+def _send_failed(session, row: Outbound, contact: Contact, exc: SendError, settings: dict) -> str:
+    log.warning("send #%s to %s failed: %s", row.id, row.to_address, exc)
+    if exc.permanent:
+        outbound.fail(row, str(exc))
+        if " 5.1." in f" {exc}":  # RFC 3463: 5.1.x means the address itself is bad
+            contacts.suppress(session, row.to_address, "bounced", str(exc))
+        contacts.record(session, contact, "send_failed", str(exc), outbound_id=row.id)
+        session.commit()
+        return f"failed: {exc}"
+    again = outbound.retry_later(row, str(exc), settings["SEND_RETRIES"])
+    contacts.record(session, contact, "send_deferred" if again else "send_failed", str(exc), outbound_id=row.id)
+    session.commit()
+    if again:
+        queue_send(row)
+    return f"{'retrying' if again else 'failed'}: {exc}"
+
+
+def reconcile() -> str:
+    """Queue again whatever the database says is due or stuck (Redis may have lost it)."""
+    with _app().app_context():
+        session, settings = db.session, current_app.config
+        stuck = outbound.expire_stuck(session, timedelta(seconds=settings["JOB_TIMEOUT"] + 60))
+        for row in stuck:
+            log.error("ledger row #%s was left mid-send; marked unknown", row.id)
+        session.commit()
+        due = outbound.due(session)
+        waiting = session.scalars(db.select(InboundMessage.id).where(InboundMessage.state == "new")).all()
+        queued = sum(queue_send(row) for row in due) + sum(queue_inbound(i) for i in waiting)
+        return f"{len(stuck)} stuck, {queued} queued"

@@ -1,0 +1,273 @@
+"""The poller: stores every new message in the mailbox, then queues it for processing.
+
+It is a loop around `poll_once()`; the loop only waits (IMAP IDLE, or a sleep for
+a Maildir) and handles SIGTERM. The database, not `\\Seen`, says what is done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import signal
+import ssl
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+
+from flask import Flask
+from imapclient import IMAPClient, SocketTimeout
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy import select
+
+from service import intake
+from service.extensions import db
+from service.models import InboundMessage, MailboxState, utcnow
+
+from .jobs import queue_inbound
+
+log = logging.getLogger(__name__)
+DONE_STATES = ("processed", "review", "backlog", "quarantined")
+
+
+class PollerError(RuntimeError):
+    """The mailbox answered in a way we cannot work with (for example, no such folder)."""
+
+
+def _state(name: str) -> MailboxState:
+    state = db.session.scalar(select(MailboxState).where(MailboxState.mailbox == name))
+    if state is None:
+        # First connect: remember when, so older mail is recorded as backlog, not answered.
+        state = MailboxState(mailbox=name, first_connected_at=utcnow())
+        db.session.add(state)
+        db.session.flush()
+    return state
+
+
+def _is_backlog(state: MailboxState, arrived: datetime | None, hours: int) -> bool:
+    return arrived is not None and arrived < state.first_connected_at - timedelta(hours=hours)
+
+
+def _chunks(items: list, size: int):
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _store_batch(name: str, uidvalidity: int, items: list[tuple], settings: dict, rescan: bool) -> int:
+    """Store (uid, key, raw, arrived) items and advance the watermark in one transaction."""
+    state = _state(name)
+    stored = []
+    for uid, key, raw, arrived in items:
+        if not (rescan and intake.stored_before(db.session, name, raw)):
+            backlog = _is_backlog(state, arrived, settings["IMAP_BACKLOG_HOURS"])
+            row = intake.store(db.session, name, uidvalidity, uid, raw, arrived, backlog, key)
+            if row is not None:
+                stored.append(row.id)
+        if uid is not None:
+            state.last_uid = max(state.last_uid, uid)
+    state.last_poll_at = utcnow()
+    db.session.commit()
+    for message_id in stored:
+        queue_inbound(message_id)
+    return len(stored)
+
+
+class ImapMailbox:
+    """One IMAP connection, owned by this process only (imapclient is not thread-safe)."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.client: IMAPClient | None = None
+        self.name = f"imap://{settings['IMAP_USERNAME']}@{settings['IMAP_HOST']}/{settings['IMAP_FOLDER']}"
+        self.info: dict = {}
+
+    def connect(self) -> None:
+        s = self.settings
+        timeout = SocketTimeout(connect=15, read=s["IMAP_TIMEOUT"])
+        context = ssl.create_default_context(cafile=s.get("IMAP_CAFILE"))
+        use_ssl = s["IMAP_SECURITY"] == "ssl"
+        client = IMAPClient(s["IMAP_HOST"], port=s["IMAP_PORT"], ssl=use_ssl, ssl_context=context, timeout=timeout)
+        if s["IMAP_SECURITY"] == "starttls":
+            client.starttls(context)
+        client.login(s["IMAP_USERNAME"], s["IMAP_PASSWORD"] or "")
+        client.normalise_times = False  # keep INTERNALDATE aware, not local naive time
+        self.info = client.select_folder(s["IMAP_FOLDER"])
+        self.client = client
+        log.info("connected to %s", self.name)
+
+    def poll_once(self) -> bool:
+        """Fetch everything above the watermark; True when something new was stored."""
+        uidvalidity = int(self.info[b"UIDVALIDITY"])
+        state = _state(self.name)
+        rescan = False
+        if state.uidvalidity != uidvalidity:
+            # RFC 3501 §2.3.1.1: new UIDVALIDITY means old UIDs mean nothing; rescan, dedupe by content.
+            rescan = state.uidvalidity != 0
+            if rescan:
+                log.warning("%s: UIDVALIDITY changed %s → %s; rescanning", self.name, state.uidvalidity, uidvalidity)
+            state.uidvalidity, state.last_uid = uidvalidity, 0
+        last = state.last_uid
+        db.session.commit()
+        # RFC 3501 §6.4.8: "n:*" always includes the highest UID, so drop UIDs we have.
+        uids = sorted(u for u in self.client.search(["UID", f"{last + 1}:*"]) if u > last)
+        stored = sum(
+            self._fetch_store(chunk, uidvalidity, rescan) for chunk in _chunks(uids, self.settings["IMAP_BATCH"])
+        )
+        self.ack()
+        return stored > 0
+
+    def _fetch_store(self, uids: list[int], uidvalidity: int, rescan: bool) -> int:
+        # BODY.PEEK[] leaves \Seen alone: the consultant's own read state is theirs.
+        data = self.client.fetch(uids, ["BODY.PEEK[]", "INTERNALDATE"])
+        items = []
+        for uid in uids:
+            entry = data.get(uid) or {}
+            if b"BODY[]" not in entry:  # an unsolicited FETCH (flags only) was merged in
+                entry = self.client.fetch([uid], ["BODY.PEEK[]", "INTERNALDATE"]).get(uid) or {}
+            if b"BODY[]" not in entry:
+                log.warning("%s: UID %s vanished before it could be fetched", self.name, uid)
+                continue
+            arrived = entry.get(b"INTERNALDATE")
+            arrived = arrived.astimezone(UTC) if arrived and arrived.tzinfo else None
+            items.append((uid, None, bytes(entry[b"BODY[]"]), arrived))
+        return _store_batch(self.name, uidvalidity, items, self.settings, rescan)
+
+    def ack(self) -> None:
+        """Mark processed mail in the mailbox too (a keyword, or a move); the database stays the record."""
+        uidvalidity = int(self.info[b"UIDVALIDITY"])
+        rows = db.session.scalars(
+            select(InboundMessage).where(
+                InboundMessage.mailbox == self.name, InboundMessage.uidvalidity == uidvalidity,
+                InboundMessage.acked.is_(False), InboundMessage.state.in_(DONE_STATES),
+            ).limit(500)
+        ).all()
+        if not rows:
+            return
+        uids = [r.uid for r in rows]
+        folder = self.settings.get("IMAP_DONE_FOLDER")
+        if folder and b"MOVE" in self.client.capabilities():
+            self.client.move(uids, folder)
+        elif b"\\*" in self.info.get(b"PERMANENTFLAGS", ()):
+            self.client.add_flags(uids, [self.settings["IMAP_DONE_KEYWORD"]])
+        for row in rows:
+            row.acked = True
+        db.session.commit()
+
+    def wait(self, seconds: float, stopping: threading.Event) -> None:
+        """IDLE until the server reports something, the cycle ends, or we are asked to stop."""
+        if b"IDLE" not in self.client.capabilities():
+            stopping.wait(min(seconds, 30))
+            return
+        self.client.idle()
+        try:
+            self._idle_loop(time.monotonic() + seconds, stopping)
+        finally:
+            self.client.idle_done()  # bounded by the socket read timeout if the link is dead
+
+    def _idle_loop(self, deadline: float, stopping: threading.Event) -> None:
+        while not stopping.is_set() and time.monotonic() < deadline:
+            started = time.monotonic()
+            responses = self.client.idle_check(timeout=5)
+            if any(not _is_keepalive(r) for r in responses):
+                return
+            if not responses and time.monotonic() - started < 1:
+                # readable but nothing to read: the server closed the connection (imapclient #565)
+                raise ConnectionError("IMAP connection closed during IDLE")
+
+    def close(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(Exception):  # the connection is already gone
+                self.client.logout()
+        self.client = None
+
+
+def _is_keepalive(response) -> bool:
+    return len(response) >= 2 and response[0] == b"OK"
+
+
+class MaildirMailbox:
+    """The embedded default: a local Maildir in the instance folder (no IMAP server)."""
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.path = Path(settings["MAILDIR"])
+        self.name = f"maildir:{self.path}"
+        for sub in ("new", "cur", "tmp"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+
+    def connect(self) -> None:
+        log.info("reading mail from the Maildir %s", self.path)
+
+    def poll_once(self) -> bool:
+        files = sorted((self.path / "new").iterdir(), key=lambda p: p.stat().st_mtime)
+        files = [p for p in files if p.is_file() and not p.name.startswith(".")]
+        stored = 0
+        for chunk in _chunks(files, self.settings["IMAP_BATCH"]):
+            items = [(None, p.name, p.read_bytes(), _mtime(p)) for p in chunk]
+            stored += _store_batch(self.name, 0, items, self.settings, rescan=False)
+            for p in chunk:  # stored and committed: move it out of new/ (Maildir's "seen by an MUA")
+                p.replace(self.path / "cur" / f"{p.name}:2,")
+        return stored > 0
+
+    def wait(self, seconds: float, stopping: threading.Event) -> None:
+        stopping.wait(min(seconds, 2))
+
+    def close(self) -> None:
+        pass
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+
+
+def mailbox_for(settings: dict):
+    return ImapMailbox(settings) if settings.get("IMAP_HOST") else MaildirMailbox(settings)
+
+
+def _record_error(name: str, exc: Exception) -> None:
+    db.session.rollback()
+    state = _state(name)
+    state.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+    state.last_error_at = utcnow()
+    db.session.commit()
+
+
+def run(app: Flask, once: bool = False, stopping: threading.Event | None = None) -> None:
+    """Poll forever (or once), reconnecting with backoff; SIGTERM ends it cleanly."""
+    stopping = stopping or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stopping.set())
+    with app.app_context():
+        _loop(app.config, once, stopping)
+
+
+def _loop(settings: dict, once: bool, stopping: threading.Event) -> None:
+    box, backoff = None, 1.0
+    while not stopping.is_set():
+        try:
+            if box is None:
+                box = mailbox_for(settings)
+                box.connect()
+            box.poll_once()
+            backoff = 1.0
+            if once:
+                break
+            box.wait(settings["IMAP_IDLE_SECONDS"], stopping)
+        except (IMAPClientError, OSError, ssl.SSLError, ConnectionError) as exc:
+            log.error("mailbox error: %s; reconnecting in %.0fs", exc, backoff)
+            _record_error(box.name if box else "unknown", exc)
+            if box is not None:
+                box.close()
+            box = None
+            if once:
+                raise
+            stopping.wait(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, 300)
+    if box is not None:
+        box.close()
+    log.info("poller stopped (pid %s)", os.getpid())

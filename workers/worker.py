@@ -1,0 +1,48 @@
+"""The RQ worker, with the scheduler and the reconciler in its maintenance loop."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from rq import Worker
+
+from service import queue
+from service.extensions import db
+
+from .jobs import reconcile
+
+log = logging.getLogger(__name__)
+RECONCILE_SECONDS = 60
+
+
+class AppWorker(Worker):
+    """Each forked work-horse drops the parent's pooled DB connections before a job."""
+
+    def perform_job(self, job, queue):
+        db.engine.dispose(close=False)
+        return super().perform_job(job, queue)
+
+    def run_maintenance_tasks(self):
+        super().run_maintenance_tasks()
+        _reconcile()
+
+
+def _reconcile() -> None:
+    try:
+        log.info("reconcile: %s", reconcile())
+    except Exception:  # a failed pass is logged; the next one runs a minute later
+        log.exception("reconcile failed")
+        db.session.rollback()
+
+
+def run(app: Flask, burst: bool = False) -> bool:
+    """Work the queue (forever, or until empty with `burst`); returns whether any job ran."""
+    with app.app_context():
+        redis = queue.connection()
+        worker = AppWorker(
+            [queue.queue(redis)], connection=redis,
+            maintenance_interval=RECONCILE_SECONDS, worker_ttl=RECONCILE_SECONDS + 10,
+        )
+        _reconcile()
+        return worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
