@@ -149,6 +149,8 @@ def header_text(msg: email.message.Message, name: str, defects: list[str] | None
 
 
 def _decode_value(value: object, name: str, defects: list[str] | None = None) -> str:
+    if isinstance(value, str):  # unfold first: clients fold inside encoded words (RFC 2047 §2)
+        value = re.sub(r"\r?\n[ \t]+", " ", value)
     try:
         chunks = decode_header(value)
     except Exception:  # a malformed encoded word: keep the raw text
@@ -317,8 +319,10 @@ _WROTE = (
     r"(?:wrote|schrieb|a\s+écrit|escribió|escribio|schreef|ha\s+scritto|escreveu|skrev"
     r"|napisał\(a\)|napisał|pisze|написал\w*|написала)"
 )
+# "Am …, schrieb Name <a@b>:" puts the name after the verb; Gmail adds "schrieb am <date>:".
 _ATTRIBUTION = re.compile(
-    rf"^(?:on|am|le|el|op|il|em|den|w\s+dniu)\b.{{0,300}}?{_WROTE}\s*:?\s*$|^.{{0,300}}{_WROTE}\s*:\s*$",
+    rf"^(?:on|am|le|el|op|il|em|den|w\s+dniu)\b.{{0,300}}?{_WROTE}(?:\b.{{0,200}}:)?\s*$"
+    rf"|^.{{0,300}}{_WROTE}\b.{{0,100}}:\s*$",
     re.IGNORECASE,
 )
 _FORWARD_MARKER = re.compile(
@@ -738,8 +742,9 @@ _UNSUBSCRIBE = re.compile(
 )
 # A line like "Unsubscribe: https://…" is a footer, not a person asking.
 _FOOTER = re.compile(
-    r"https?://|www\.|mailto:|\bclick\b|\bhere\b|\blink\b|preferences|manage\s+your"
-    r"|if\s+you\s+(?:no\s+longer\s+)?(?:wish|want)|this\s+(?:e-?mail|message)\s+was\s+sent",
+    r"https?://|www\.|mailto:|\bclick\b|(?:unsubscribe|opt\s+out)\s+(?:here|below|at\s+any\s+time|link)"
+    r"|manage\s+(?:your\s+)?(?:preferences|subscription)|if\s+you\s+(?:no\s+longer\s+)?(?:wish|want)"
+    r"|this\s+(?:e-?mail|message)\s+was\s+sent|to\s+unsubscribe\b",
     re.IGNORECASE,
 )
 _ALONE = re.compile(r"^\W*(?:stop|unsubscribe|remove|remove\s+me|stop\s+please|please\s+stop)\W*$", re.I)
@@ -812,7 +817,9 @@ def _forwarded_text(p: Parsed) -> str:
 
 def _keyword(text: str, keywords: tuple[str, ...]) -> str | None:
     for word in keywords:
-        if word.strip() and re.search(rf"(?<![^\W_]){re.escape(word.strip())}", text, re.I):
+        # "Execution Success", "execution-success" and "Execution-Success-Unterlage" all count.
+        pattern = r"[\s_-]+".join(re.escape(w) for w in word.split())
+        if pattern and re.search(rf"(?<![^\W_]){pattern}", text, re.I):
             return word
     return None
 

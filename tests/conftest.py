@@ -97,14 +97,27 @@ def settings(_schema, redis_server, sink, tmp_path):
 
 
 @pytest.fixture
-def app(settings):
-    application = create_app(settings)
-    with application.app_context():
-        _empty_tables()
-    yield application
-    with application.app_context():
-        db.session.remove()
-        db.engine.dispose()
+def make_app(settings):
+    """Build apps on empty tables, after a test has changed `settings`."""
+    built = []
+
+    def build(**overrides):
+        application = create_app({**settings, **overrides})
+        with application.app_context():
+            _empty_tables()
+        built.append(application)
+        return application
+
+    yield build
+    for application in built:
+        with application.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import grp
 import os
 import pwd
 import re
@@ -83,14 +84,18 @@ def _stop_everything() -> None:
             server.stop()
 
 
-def _group_exists(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _live_group_members(pgid: int) -> set[int]:
+    """PIDs in process group ``pgid`` that are not zombies (read from /proc)."""
+    members = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process just went away
+        state, process_group = fields[0], int(fields[2])
+        if process_group == pgid and state not in ("Z", "X"):
+            members.add(int(stat.parent.name))
+    return members
 
 
 class _ChildProcess:
@@ -120,17 +125,23 @@ class _ChildProcess:
         process, self.process = self.process, None
         if process is not None:
             pgid = process.pid  # start_new_session: the group id is the leader's pid
-            # Signal every process at once: Dovecot's master otherwise waits several seconds
-            # for login processes that were busy with a connection when it got SIGTERM.
+            had_children = bool(_live_group_members(pgid) - {pgid})
+            # Signal every process at once, so each one shuts down cleanly right away (Dovecot's
+            # imap processes say BYE). A supervisor like Dovecot's master then only sleeps
+            # (about a second) until it notices its children died: once they are gone, it is
+            # killed instead of waited for. A lone process (redis) gets to exit by itself.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout)
+            wait_until(
+                lambda: process.poll() is not None
+                or (had_children and not _live_group_members(pgid) - {pgid}),
+                timeout,
+            )
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, signal.SIGKILL)
             process.wait()
-            # Orphaned children are reaped by init a moment later; wait for that.
-            wait_until(lambda: not _group_exists(pgid), timeout)
+            # Orphans are reaped by init; wait until nothing in the group still runs.
+            wait_until(lambda: not _live_group_members(pgid), timeout)
         if self._output_file is not None:
             self._output_file.close()
             self._output_file = None
@@ -185,19 +196,20 @@ def make_test_certificates(folder: Path, hostname: str = "localhost") -> tuple[P
     ca_key, ca_cert = folder / "ca.key", folder / "ca.pem"
     key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.pem"
     new_ec_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    serial = str(int(time.time() * 1000))
     commands = [
-        [OPENSSL_BINARY, "req", "-x509", *new_ec_key, "-config", str(config),
-         "-extensions", "ca", "-days", "3650", "-keyout", str(ca_key), "-out", str(ca_cert)],
-        [OPENSSL_BINARY, "req", "-new", *new_ec_key, "-config", str(config),
-         "-subj", f"/CN={hostname}", "-keyout", str(key), "-out", str(csr)],
-        [OPENSSL_BINARY, "x509", "-req", "-in", str(csr), "-CA", str(ca_cert),
-         "-CAkey", str(ca_key), "-set_serial", str(int(time.time() * 1000)), "-days", "3650",
-         "-extfile", str(config), "-extensions", "server", "-out", str(cert)],
-    ]  # fmt: skip
+        ["req", "-x509", *new_ec_key, "-config", config, "-extensions", "ca", "-days", "3650"]
+        + ["-keyout", ca_key, "-out", ca_cert],
+        ["req", "-new", *new_ec_key, "-config", config, "-subj", f"/CN={hostname}"]
+        + ["-keyout", key, "-out", csr],
+        ["x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-set_serial", serial]
+        + ["-days", "3650", "-extfile", config, "-extensions", "server", "-out", cert],
+    ]
     for command in commands:
-        result = subprocess.run(command, capture_output=True, text=True)
+        argv = [OPENSSL_BINARY, *map(str, command)]
+        result = subprocess.run(argv, capture_output=True, text=True)
         if result.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr}")
+            raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stderr}")
     return ca_cert, cert, key
 
 
@@ -273,6 +285,8 @@ class Dovecot:
         if self._process is not None:
             self._process.stop()
             self._process = None
+            # The master may have been killed: don't let a stale pid file confuse start().
+            (self._root / "run" / "master.pid").unlink(missing_ok=True)
 
     def restart(self) -> None:
         """Stop and start again on the same ports with the same mail (clients are dropped)."""
@@ -302,14 +316,15 @@ class Dovecot:
         # as the mail user) must be able to traverse the folder and read the passwd-file.
         root.chmod(0o755)
         if os.geteuid() == 0:
-            internal_user, login_user = "dovecot", "dovenull"
+            internal_user, internal_group, login_user = "dovecot", "dovecot", "dovenull"
             # Dovecot refuses mail access as root, so mail processes run as nobody.
             mail_account = pwd.getpwnam("nobody")
             chroot_lines = ""
         else:
-            internal_user = login_user = pwd.getpwuid(os.geteuid()).pw_name
+            # Without root every service runs as the current user and nothing can chroot.
             mail_account = pwd.getpwuid(os.geteuid())
-            # Without root nothing can chroot; every service runs as the current user.
+            internal_user = login_user = mail_account.pw_name
+            internal_group = grp.getgrgid(os.getegid()).gr_name
             chroot_lines = "  chroot =\n"
         mail_root = root / "mail"
         mail_root.mkdir()
@@ -341,6 +356,7 @@ state_dir = {root}/state
 instance_name = ft-dovecot-{self.port}
 log_path = {self.log_path}
 default_internal_user = {internal_user}
+default_internal_group = {internal_group}
 default_login_user = {login_user}
 first_valid_uid = 0
 first_valid_gid = 0
@@ -377,7 +393,11 @@ service imap-login {{
   }}
 }}
 service anvil {{
-{chroot_lines}}}
+{chroot_lines}  # No auth penalty: a test with a wrong password must not slow down later logins.
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 
 protocol imap {{
   mail_max_userip_connections = 1000
@@ -398,10 +418,14 @@ protocol imap {{
         ):
             return
         output = self._root / "dovecot.out"
+        exit_code = (
+            self._process.process.poll() if self._process and self._process.process else None
+        )
         self.stop()
+        reason = f"exited with {exit_code}" if exit_code is not None else "is not answering"
         raise RuntimeError(
-            f"Dovecot did not start on {self.host}:{self.port}/{self.tls_port} "
-            f"within {START_TIMEOUT:.0f}s.\n--- {output}:\n{_tail(output)}\n"
+            f"Dovecot on {self.host}:{self.port}/{self.tls_port} {reason} "
+            f"(waited up to {START_TIMEOUT:.0f}s).\n--- {output}:\n{_tail(output)}\n"
             f"--- {self.log_path}:\n{_tail(self.log_path)}"
         )
 
@@ -423,20 +447,27 @@ protocol imap {{
         *,
         security: str = "none",
         login: bool = True,
+        verify: bool = True,
         timeout: float = 10.0,
     ) -> Any:
-        """An ``imapclient.IMAPClient``; security is "none", "starttls" or "ssl"."""
+        """An ``imapclient.IMAPClient``; security is "none", "starttls" or "ssl".
+
+        TLS is verified against ``cafile`` unless ``verify=False``.
+        """
         from imapclient import IMAPClient
 
         if security == "ssl":
             client = IMAPClient(
-                self.host, self.tls_port, ssl=True, ssl_context=self.ssl_context(),
+                self.host,
+                self.tls_port,
+                ssl=True,
+                ssl_context=self.ssl_context(verify),
                 timeout=timeout,
-            )  # fmt: skip
+            )
         elif security in ("none", "starttls"):
             client = IMAPClient(self.host, self.port, ssl=False, timeout=timeout)
             if security == "starttls":
-                client.starttls(self.ssl_context())
+                client.starttls(self.ssl_context(verify))
         else:
             raise ValueError(f"unknown security {security!r}")
         if login:
@@ -465,7 +496,11 @@ protocol imap {{
         *,
         user: str | None = None,
     ) -> int | None:
-        """APPEND a message; returns its UID (from APPENDUID) when the server reports it."""
+        """APPEND ``raw`` to ``folder`` (created if missing); returns the new UID (APPENDUID).
+
+        Use CRLF line endings: IMAP hands messages out with CRLF, so only then does
+        ``messages()`` return exactly the bytes that went in.
+        """
         with self.client(user) as client:
             if not client.folder_exists(folder):
                 client.create_folder(folder)
@@ -559,8 +594,10 @@ protocol imap {{
         """Run ``doveadm -c <config> args...`` against this instance; returns stdout."""
         result = subprocess.run(
             [DOVEADM_BINARY, "-c", str(self.config_path), *args],
-            capture_output=True, text=True, timeout=30,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if result.returncode != 0:
             raise RuntimeError(f"doveadm {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
@@ -643,16 +680,17 @@ class SmtpSink:
         from aiosmtpd.controller import Controller
         from aiosmtpd.smtp import SMTP
 
+        if self._controller is not None:
+            return self
         sink = self
 
         class _Controller(Controller):  # type: ignore[misc]
             def factory(self) -> Any:
+                # Called for every new connection: in hang mode, hand it to a silent protocol.
                 if sink.hang:
                     return _HangingProtocol(sink)
                 return SMTP(self.handler, **self.SMTP_kwargs)
 
-        if self._controller is not None:
-            return self
         self.port = self.port or free_port(self.host)
         self._controller = _Controller(
             _SinkHandler(self), hostname=self.host, port=self.port, ready_timeout=START_TIMEOUT
@@ -697,17 +735,20 @@ class SmtpSink:
         """Wait until at least ``count`` messages were accepted; returns all of them."""
         if not wait_until(lambda: len(self.messages) >= count, timeout):
             raise TimeoutError(
-                f"SMTP sink got {len(self.messages)} message(s), expected {count} "
-                f"within {timeout}s"
+                f"SMTP sink got {len(self.messages)} message(s), expected {count} within {timeout}s"
             )
         return self.messages
 
     # ---- fault drills
 
     def fail_next(
-        self, n: int = 1, code: int = 451, text: str = "4.3.0 Try again later", *,
+        self,
+        n: int = 1,
+        code: int = 451,
+        text: str = "4.3.0 Try again later",
+        *,
         command: str = "DATA",
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Answer the next ``n`` ``command`` ("DATA" or "RCPT") commands with ``code text``."""
         command = command.upper()
         if command not in self._failures:
@@ -751,19 +792,23 @@ class RedisServer:
         if self.root is None:
             self.root = Path(tempfile.mkdtemp(prefix="ft-redis-"))
         self.port = self.port or free_port(self.host)
-        self._process = _ChildProcess(
-            [
-                REDIS_BINARY, "--port", str(self.port), "--bind", self.host,
-                "--save", "", "--appendonly", "no", "--dir", str(self.root),
-                "--daemonize", "no", "--logfile", "",
-            ],
-            self.root / "redis.log",
-        )  # fmt: skip
+        options = {
+            "port": str(self.port),
+            "bind": self.host,
+            "save": "",  # no RDB snapshots ...
+            "appendonly": "no",  # ... and no AOF: a restart starts empty
+            "dir": str(self.root),
+            "daemonize": "no",
+            "logfile": "",  # log to stdout, which goes to redis.log
+        }
+        argv = [REDIS_BINARY] + [
+            part for name, value in options.items() for part in (f"--{name}", value)
+        ]
+        self._process = _ChildProcess(argv, self.root / "redis.log")
         self._process.start()
         _running.add(self)
-        if not wait_until(lambda: not self.running() or self._ping(), START_TIMEOUT) or (
-            not self.running()
-        ):
+        wait_until(lambda: not self.running() or self._ping(), START_TIMEOUT)
+        if not self.running() or not self._ping():
             log = self.root / "redis.log"
             self.stop()
             raise RuntimeError(
@@ -824,9 +869,13 @@ def _pg_connect(dbname: str = "postgres", timeout: int = 5) -> Any:
     import psycopg
 
     return psycopg.connect(
-        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname,
-        connect_timeout=timeout, autocommit=True,
-    )  # fmt: skip
+        host=PG_HOST,
+        port=PG_PORT,
+        user=PG_USER,
+        dbname=dbname,
+        connect_timeout=timeout,
+        autocommit=True,
+    )
 
 
 def postgres_available() -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import smtplib
 import socket
 import ssl
@@ -21,6 +20,7 @@ from tests.servers import (
     Dovecot,
     RedisServer,
     SmtpSink,
+    _live_group_members,
     _pg_connect,
     free_port,
     postgres_available,
@@ -45,12 +45,17 @@ def _folder() -> str:
     return f"T{uuid.uuid4().hex[:8]}"
 
 
-def _group_alive(pgid: int) -> bool:
+def _idle_session_ended(client: IMAPClient) -> bool:
+    """True when an IDLE-ing client got ``* BYE`` or lost its connection."""
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        responses = client.idle_check(timeout=2)
+    except (OSError, IMAPClient.AbortError):
+        return True
+    return any(response[0] == b"BYE" for response in responses)
+
+
+def _group_alive(pgid: int) -> bool:
+    return bool(_live_group_members(pgid))
 
 
 # --------------------------------------------------------------------------- Dovecot
@@ -104,13 +109,19 @@ def test_dovecot_certificate_is_rejected_without_the_ca(dovecot: Dovecot) -> Non
     # Proves the handshake really verifies: the system trust store does not know our CA.
     with pytest.raises(ssl.SSLCertVerificationError):
         IMAPClient(
-            dovecot.host, dovecot.tls_port, ssl=True,
-            ssl_context=ssl.create_default_context(), timeout=5,
-        )  # fmt: skip
+            dovecot.host,
+            dovecot.tls_port,
+            ssl=True,
+            ssl_context=ssl.create_default_context(),
+            timeout=5,
+        )
     unverified = IMAPClient(
-        dovecot.host, dovecot.tls_port, ssl=True,
-        ssl_context=dovecot.ssl_context(verify=False), timeout=5,
-    )  # fmt: skip
+        dovecot.host,
+        dovecot.tls_port,
+        ssl=True,
+        ssl_context=dovecot.ssl_context(verify=False),
+        timeout=5,
+    )
     try:
         assert isinstance(unverified.socket(), ssl.SSLSocket)
         unverified.login(dovecot.user, dovecot.password)
@@ -165,7 +176,7 @@ def test_dovecot_recreate_inbox_changes_uidvalidity(dovecot: Dovecot) -> None:
     assert dovecot.messages(user="other") == []
     assert dovecot.append(RAW_MESSAGE, user="other") == 1  # UIDs start over
     assert "Kept" in dovecot.folders(user="other")
-    assert (b"BYE", b"Server", b"shutting", b"down.") in idle_client.idle_check(timeout=2)
+    assert _idle_session_ended(idle_client)
     idle_client.shutdown()
 
 
@@ -179,9 +190,7 @@ def test_dovecot_idle_is_woken_by_append(dovecot: Dovecot) -> None:
         started = time.monotonic()
         dovecot.append(RAW_MESSAGE, folder)
         responses: list = []
-        while time.monotonic() - started < 5 and not any(
-            r[1:2] == (b"EXISTS",) for r in responses
-        ):
+        while time.monotonic() - started < 5 and not any(r[1:2] == (b"EXISTS",) for r in responses):
             responses += client.idle_check(timeout=0.5)
         client.idle_done()
         assert (1, b"EXISTS") in responses
@@ -217,13 +226,7 @@ def test_dovecot_restart_keeps_mail_and_drops_idle_clients() -> None:
         server.restart()
 
         assert (server.port, server.tls_port) == (port, tls_port)
-        with pytest.raises((OSError, IMAPClient.Error, IMAPClient.AbortError)):
-            # The server said BYE or the socket is gone; either way the session is over.
-            for _ in range(10):
-                responses = client.idle_check(timeout=0.5)
-                if any(r[0] == b"BYE" for r in responses):
-                    raise OSError("BYE")
-                client.noop()
+        assert _idle_session_ended(client)
         client.shutdown()
         assert server.messages() == [RAW_MESSAGE]
         assert server.uidvalidity() == uidvalidity
@@ -244,7 +247,7 @@ def test_dovecot_stop_leaves_no_processes() -> None:
         assert _group_alive(pgid)
         started = time.monotonic()
         server.stop()
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 1
         assert not _group_alive(pgid)
         with pytest.raises(OSError):
             socket.create_connection((server.host, server.port), timeout=1)

@@ -254,6 +254,7 @@ def _loop(settings: dict, once: bool, stopping: threading.Event) -> None:
                 box = mailbox_for(settings)
                 box.connect()
             box.poll_once()
+            db.session.remove()  # hold no transaction (or SQLite lock) while waiting
             backoff = 1.0
             if once:
                 break

@@ -1,0 +1,121 @@
+"""The command-line contract: db upgrade, campaigns import/export, classify, create-admin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from service import ROOT
+from tests.servers import postgres_available, postgres_database
+from tests.world import mail
+
+DEFAULT_YAML = ROOT / "service" / "assets" / "execution-roadmap.yaml"
+
+
+def flask(args: list[str], env: dict, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env,
+        input=stdin, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.fixture
+def cli_env(tmp_path, redis_server):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAP_", "SMTP_", "DATABASE_URL"))}
+    env.update(FT_INSTANCE=str(tmp_path / "instance"), REDIS_URL=redis_server.url, FT_DOTENV="/nonexistent")
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
+    return env
+
+
+def _upgraded(env: dict) -> dict:
+    result = flask(["db", "upgrade"], env)
+    assert result.returncode == 0, result.stderr
+    return env
+
+
+def test_db_upgrade_builds_the_schema_on_sqlite(cli_env):
+    _upgraded(cli_env)
+    result = flask(["db", "current"], cli_env)
+    assert "(head)" in result.stdout
+
+
+@pytest.mark.skipif(not postgres_available(), reason="PostgreSQL is not running on 127.0.0.1:5432")
+def test_db_upgrade_builds_the_schema_on_postgresql(cli_env):
+    with postgres_database("ft_cli") as url:
+        cli_env["DATABASE_URL"] = url
+        _upgraded(cli_env)
+        assert "(head)" in flask(["db", "current"], cli_env).stdout
+        imported = flask(["campaigns", "import", str(DEFAULT_YAML)], cli_env)
+        assert imported.returncode == 0, imported.stderr
+
+
+def test_the_app_never_creates_tables_itself():
+    sources = [*ROOT.glob("service/**/*.py"), *ROOT.glob("workers/*.py"), ROOT / "wsgi.py"]
+    assert sources and not [p for p in sources if "create_all" in p.read_text()]
+
+
+def test_campaigns_round_trip_through_yaml(cli_env, tmp_path):
+    _upgraded(cli_env)
+    imported = flask(["campaigns", "import", str(DEFAULT_YAML)], cli_env)
+    assert imported.returncode == 0, imported.stderr
+    assert "imported execution-roadmap: 3 follow-ups, 1 attachments" in imported.stdout
+    exported = flask(["campaigns", "export", "--assets", str(tmp_path / "out")], cli_env)
+    original = yaml.safe_load(DEFAULT_YAML.read_text())["campaigns"][0]
+    again = yaml.safe_load(exported.stdout)["campaigns"][0]
+    assert again["steps"] == original["steps"]
+    assert again["magnet"]["text"] == original["magnet"]["text"]
+    assert again["triggers"] == original["triggers"]
+    assert again["sending"] == original["sending"]
+    assert (tmp_path / "out" / "roadmap.pdf").read_bytes() == (DEFAULT_YAML.parent / "roadmap.pdf").read_bytes()
+
+
+def test_a_broken_campaign_file_is_refused_with_the_reason(cli_env, tmp_path):
+    _upgraded(cli_env)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(DEFAULT_YAML.read_text().replace("after: 3d", "after: soon"))
+    result = flask(["campaigns", "import", str(bad)], cli_env)
+    assert result.returncode != 0
+    assert "delay 'soon' must look like 30s, 15m, 4h or 3d" in result.stderr
+
+
+def test_classify_prints_one_json_object_per_file_in_the_contract_shape(cli_env, tmp_path):
+    _upgraded(cli_env)
+    flask(["campaigns", "import", str(DEFAULT_YAML)], cli_env)
+    request, ooo = tmp_path / "request.eml", tmp_path / "ooo.eml"
+    request.write_bytes(mail())
+    ooo.write_bytes(mail(subject="Out of Office: Roadmap please", Auto_Submitted="auto-replied"))
+    result = flask(["classify", str(request), str(ooo)], cli_env)
+    assert result.returncode == 0, result.stderr
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert set(first) == {"file", "kind", "campaign", "reasons", "bounce", "ooo_until"}
+    assert (first["kind"], first["campaign"], first["file"]) == ("request", "execution-roadmap", str(request))
+    assert second["kind"] == "auto_reply" and second["campaign"] is None and second["reasons"]
+
+
+def test_classify_without_a_schema_says_what_to_do(cli_env, tmp_path):
+    file = tmp_path / "x.eml"
+    file.write_bytes(mail())
+    result = flask(["classify", str(file)], cli_env)
+    assert result.returncode != 0 and "db upgrade" in result.stderr
+
+
+def test_create_admin_reads_the_password_from_stdin(cli_env):
+    _upgraded(cli_env)
+    ok = flask(["create-admin", "Alice@Acumen.example"], cli_env, stdin="a long passphrase\na long passphrase\n")
+    assert ok.returncode == 0 and "created admin alice@acumen.example" in ok.stdout
+    again = flask(["create-admin", "alice@acumen.example"], cli_env, stdin="a long passphrase\n")
+    assert again.returncode != 0 and "already exists" in again.stderr
+    differ = flask(["create-admin", "bob@acumen.example"], cli_env, stdin="a long passphrase\nanother one here\n")
+    assert differ.returncode != 0 and "differ" in differ.stderr
+
+
+def test_the_default_campaign_file_is_what_first_run_loads():
+    document = yaml.safe_load(DEFAULT_YAML.read_text())
+    assert [c["slug"] for c in document["campaigns"]] == ["execution-roadmap"]
+    assert Path(DEFAULT_YAML.parent / "roadmap.pdf").read_bytes().startswith(b"%PDF")

@@ -1,0 +1,123 @@
+"""The poller against a real Dovecot: security modes, IDLE, restarts, SIGTERM, and the Maildir default."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from service import ROOT
+from tests.world import mail, parse, run_poller, run_worker, scalar
+
+
+def _count(app) -> int:
+    return scalar(app, "SELECT count(*) FROM inbound_message")
+
+
+def _wait(predicate, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls", "none"])
+def test_it_connects_with_each_imap_security_mode(imap_settings, make_app, dovecot, security):
+    port = dovecot.tls_port if security == "ssl" else dovecot.port
+    app = make_app(IMAP_SECURITY=security, IMAP_PORT=port)
+    dovecot.append(mail())
+    run_poller(app)
+    assert _count(app) == 1
+
+
+def test_a_bad_password_is_recorded_as_a_visible_error(imap_settings, world):
+    world.config["IMAP_PASSWORD"] = "wrong"
+    with pytest.raises(Exception, match="(?i)auth"):
+        run_poller(world)
+    assert "auth" in scalar(world, "SELECT last_error FROM mailbox_state").lower()
+
+
+def test_it_never_sets_seen_and_marks_processed_mail_with_a_keyword(imap_settings, dovecot, sink, world):
+    dovecot.append(mail())
+    run_poller(world)
+    run_worker(world)
+    sink.wait_for(1)
+    run_poller(world)  # the next pass acknowledges what the worker finished
+    [flags] = dovecot.flags("INBOX").values()
+    assert "\\Seen" not in flags
+    assert "FollowThroughDone" in flags
+    assert scalar(world, "SELECT acked FROM inbound_message") in (1, True)
+
+
+def test_a_message_already_seen_by_the_consultant_is_still_answered(imap_settings, dovecot, sink, world):
+    dovecot.append(mail(), flags=("\\Seen",))
+    run_poller(world)
+    run_worker(world)
+    assert sink.wait_for(1)[0].rcpt_tos == ["bob@prospect.example"]
+
+
+def _poll_in_thread(app):
+    from workers import poller
+
+    stopping = threading.Event()
+    thread = threading.Thread(target=poller.run, args=(app,), kwargs={"stopping": stopping}, daemon=True)
+    thread.start()
+    return stopping, thread
+
+
+def test_idle_wakes_the_poller_and_it_survives_a_dovecot_restart(imap_settings, dovecot, world):
+    world.config["IMAP_IDLE_SECONDS"] = 20
+    stopping, thread = _poll_in_thread(world)
+    try:
+        assert _wait(lambda: scalar(world, "SELECT count(*) FROM mailbox_state") == 1)
+        time.sleep(1)  # now in IDLE
+        dovecot.append(mail(sender="first@prospect.example"))
+        assert _wait(lambda: _count(world) == 1), "IDLE did not wake the poller"
+        dovecot.restart()
+        dovecot.append(mail(sender="second@prospect.example"))
+        assert _wait(lambda: _count(world) == 2, timeout=30), "the poller did not reconnect"
+    finally:
+        stopping.set()
+        thread.join(15)
+    assert not thread.is_alive(), "the poller did not stop when asked"
+    assert _count(world) == 2
+
+
+def test_sigterm_stops_the_poller_cleanly(imap_settings, dovecot, tmp_path):
+    env = dict(os.environ, FT_DOTENV="/nonexistent", FT_INSTANCE=str(tmp_path / "i"))
+    env.update({k: str(v) for k, v in imap_settings.items() if k.startswith("IMAP_") and v is not None})
+    env.update(DATABASE_URL=imap_settings["SQLALCHEMY_DATABASE_URI"], REDIS_URL=imap_settings["REDIS_URL"])
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "poll"], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    time.sleep(4)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode == 0, output
+    assert "poller stopped" in output
+
+
+def test_without_imap_or_smtp_it_reads_a_maildir_and_writes_an_outbox(make_app, tmp_path):
+    from tests.conftest import DEFAULT_YAML, PDF, _load
+
+    app = make_app(SMTP_HOST=None, MAILDIR=str(tmp_path / "maildir"), OUTBOX=str(tmp_path / "outbox"))
+    _load(app, DEFAULT_YAML.read_text())
+    run_poller(app)  # creates the Maildir
+    (tmp_path / "maildir" / "new" / "request.eml").write_bytes(mail())
+    run_poller(app)
+    run_poller(app)
+    run_worker(app)
+    [eml] = list((tmp_path / "outbox").glob("*.eml"))
+    reply = parse(eml.read_bytes())
+    assert reply["To"] == "Bob Prospect <bob@prospect.example>"
+    assert [a.get_content() for a in reply.iter_attachments()] == [PDF]
+    assert list((tmp_path / "maildir" / "new").iterdir()) == []
+    assert _count(app) == 1

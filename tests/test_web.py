@@ -1,0 +1,63 @@
+"""Public endpoints: RFC 8058 one-click unsubscribe and the health check."""
+
+from __future__ import annotations
+
+from service import contacts, enrollments
+from service.extensions import db
+from service.models import Contact
+from service.signing import unsubscribe_token
+from tests.conftest import DEFAULT_YAML, _load
+
+
+def _bob(app) -> tuple[int, str]:
+    _load(app, DEFAULT_YAML.read_text())
+    with app.app_context():
+        bob = contacts.upsert(db.session, "bob@prospect.example", "Bob Prospect")
+        from service.campaigns import by_slug
+
+        enrollments.enroll(db.session, bob, by_slug(db.session, "execution-roadmap"))
+        db.session.commit()
+        return bob.id, unsubscribe_token(app.config["SECRET_KEY"], bob.id)
+
+
+def test_get_shows_a_confirmation_and_changes_nothing(app):
+    _, token = _bob(app)
+    page = app.test_client().get(f"/u/{token}")
+    assert page.status_code == 200
+    assert b"Yes, unsubscribe me" in page.data and b"bob@prospect.example" in page.data
+    with app.app_context():
+        assert not contacts.is_suppressed(db.session, "bob@prospect.example")
+
+
+def test_one_click_post_needs_no_cookie_answers_200_and_stops_everything(app):
+    bob_id, token = _bob(app)
+    client = app.test_client(use_cookies=False)
+    response = client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200 and "Location" not in response.headers
+    with app.app_context():
+        assert contacts.is_suppressed(db.session, "bob@prospect.example")
+        states = [e.state for e in db.session.get(Contact, bob_id).enrollments]
+        assert states == ["unsubscribed"]
+    assert client.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
+
+
+def test_a_forged_or_foreign_token_is_refused(app):
+    _, token = _bob(app)
+    client = app.test_client()
+    assert client.post(f"/u/{token[:-2]}xx").status_code == 404
+    assert client.post(f"/u/{unsubscribe_token('another-secret', 1)}").status_code == 404
+    with app.app_context():
+        assert not contacts.is_suppressed(db.session, "bob@prospect.example")
+
+
+def test_healthz_reports_database_redis_and_poller(app):
+    report = app.test_client().get("/healthz")
+    assert report.status_code == 200
+    assert report.json["database"] == "ok" and report.json["redis"] == "ok"
+    assert report.json["poller"] == []
+
+
+def test_healthz_says_when_redis_is_down(make_app):
+    app = make_app(REDIS_URL="redis://127.0.0.1:1/0")
+    report = app.test_client().get("/healthz")
+    assert report.json["redis"].startswith("error")
