@@ -113,6 +113,7 @@ _CHALLENGE = re.compile(
     r"|verify#",
     re.IGNORECASE,
 )
+_MDN = "disposition-notification"
 _JMRP_SUBJECT = re.compile(r"complaint about message from", re.IGNORECASE)
 _DAEMON = re.compile(r"^(?:mailer[-_]?daemon|mail[-_]?delivery[-_]?(?:system|subsystem))$", re.I)
 _POSTMASTER = re.compile(r"^post[-_]?master$", re.IGNORECASE)
@@ -137,9 +138,9 @@ def detect(parsed: Parsed) -> Report | None:
         return complaint(parsed, f"Content-Type multipart/report; report-type={rtype}")
     if _is_jmrp(parsed):
         return complaint(parsed, "Hotmail/Outlook.com complaint (JMRP)")
-    if rtype == "disposition-notification" or "message/disposition-notification" in types:
+    if rtype == _MDN or f"message/{_MDN}" in types:
         # RFC 8098: a read receipt, machine mail that must never be answered.
-        return Report("receipt", ["Content-Type multipart/report; report-type=disposition-notification"])
+        return Report("receipt", [f"Content-Type multipart/report; report-type={_MDN}"])
     reasons = _bounce_signals(parsed, rtype, "message/delivery-status" in types)
     if _challenge(parsed, read_text=bool(reasons)):
         return Report("challenge", ["challenge-response (sender verification request)"])
@@ -258,8 +259,10 @@ def _names_rcpt(block: dict[str, str]) -> bool:
 
 
 def _recipient(block: dict[str, str], text: str) -> dict:
-    raw = block.get("final-recipient") or block.get("original-recipient") or ""
-    address = _bare(raw.split(";", 1)[-1])
+    # RFC 3464 §2.3.1: Original-Recipient is the address as we sent it (before aliasing).
+    original = _bare(block.get("original-recipient", "").split(";", 1)[-1])
+    final = _bare(block.get("final-recipient", "").split(";", 1)[-1])
+    address = original if original and "@" in original else final
     diag = block.get("diagnostic-code", "").split(";", 1)[-1].strip()
     status = _best_status(block.get("status", ""), diag)
     action = (block.get("action", "").split() or [""])[0].lower()
@@ -359,10 +362,16 @@ def _own_addresses(parsed: Parsed) -> set[str]:
 def _notice_addresses(notice: str, own: set[str]) -> list[str]:
     found = []
     for line in notice.split("\n"):
-        if re.match(r"\s*(?:received|message-id|in-reply-to|references|from|by)\b", line, re.I):
-            continue  # trace lines name relays and ids, not failed recipients
-        found += [a.lower().rstrip(".") for a in _ADDRESS.findall(line)]
+        if re.match(r"\s*(?:received|message-id|in-reply-to|references|from|by|to|cc|sent|subject)"
+                    r"\b", line, re.I):
+            continue  # trace lines and the summary of our message, not failed recipients
+        found += [_unprefix(a.lower().rstrip(".")) for a in _ADDRESS.findall(line)]
     return [a for a in dict.fromkeys(found) if a not in own and not _is_system(a)]
+
+
+def _unprefix(address: str) -> str:
+    # X.400-style gateways (old Exchange) write "…;SMTP=user@host".
+    return re.sub(r"^(?:smtp|rfc822)=", "", address)
 
 
 def _is_system(address: str) -> bool:
@@ -428,9 +437,10 @@ def complaint(parsed: Parsed, reason: str) -> Report:
     if not address and enclosed is not None:
         address = str(enclosed.get("To", "") or "")
     bare = _bare(address) if address else None
-    reasons = [reason] + ([f"Feedback-Type: {fields['feedback-type']}"] if "feedback-type" in fields else [])
+    if "feedback-type" in fields:
+        reason += f"; Feedback-Type: {fields['feedback-type']}"
     recipients = [_complaint_entry(bare)] if bare and "@" in bare else []
-    return Report("complaint", reasons, recipients, original_message_id(parsed))
+    return Report("complaint", [reason], recipients, original_message_id(parsed))
 
 
 def _complaint_entry(address: str) -> dict:

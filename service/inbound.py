@@ -238,7 +238,7 @@ def _body_text(msg: email.message.Message, defects: list[str]) -> str:
             plain = _part_text(part, defects)
         elif ctype == "text/html" and not html:
             html = _part_text(part, defects)
-    if not plain and not html and msg.get_content_maintype() == "multipart" and not msg.is_multipart():
+    if not (plain or html) and msg.get_content_maintype() == "multipart" and not msg.is_multipart():
         plain = _part_text(msg, defects)  # no boundary matched: the whole body is all we have
     text = plain if plain.strip() else html_to_text(html) if html else ""
     return text.replace("\r\n", "\n").replace("\r", "\n")[:_MAX_TEXT]
@@ -261,9 +261,10 @@ def _part_text(part: email.message.Message, defects: list[str]) -> str:
 class _HTMLText(HTMLParser):
     """HTML to plain text: block tags break lines, <blockquote> lines get '> ' (quoted)."""
 
-    _BLOCK = frozenset(
-        ["p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "pre", "section", "article", "header", "footer", "dd", "dt", "center", "address"]
-    )
+    _BLOCK = frozenset({
+        "p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+        "pre", "section", "article", "header", "footer", "dd", "dt", "center", "address",
+    })
     _SKIP = frozenset({"style", "script", "head", "title"})
 
     def __init__(self) -> None:
@@ -377,7 +378,8 @@ def _quote_start(lines: list[str]) -> tuple[int, bool]:
         s = line.strip()
         if _FORWARD_MARKER.match(s):
             return i, True
-        if seen_text and (_REPLY_MARKER.match(s) or _is_attribution(lines, i) or _outlook(lines, i)):
+        quoted = _REPLY_MARKER.match(s) or _is_attribution(lines, i) or _outlook(lines, i)
+        if seen_text and quoted:
             return i, False
         seen_text = seen_text or bool(s and not s.startswith(">"))
     return len(lines), False
@@ -433,7 +435,8 @@ def classify(
 
 def _classify(p: Parsed, campaigns: tuple, identity: Identity) -> Classification:
     if p.parse_failed:
-        return Classification("human", reasons=[f"unparseable: {'; '.join(p.defects)}"], review=True)
+        reason = f"unparseable: {'; '.join(p.defects)}"
+        return Classification("human", reasons=[reason], review=True)
     # The order is the precedence (email-reliability.md §1.1): machine mail first.
     steps = (_as_loop, _as_report, _as_unsubscribe_address, _as_auto_reply, _as_bulk,
              _as_unsubscribe, _as_request)
@@ -450,9 +453,15 @@ def _as_loop(p: Parsed, campaigns: tuple, identity: Identity) -> Classification 
         reasons.append(f"{identity.loop_header} header: our own outbound mail")
     if p.from_address and p.from_address in {a.lower() for a in identity.addresses}:
         reasons.append(f"From {p.from_address} is our own address")
-    if p.message_id and _on_domains(p.message_id, identity.domains):
+    # A DSN that our own MTA writes carries a Message-ID on our domain too: that is a bounce.
+    report = bounces.report_type(p.headers) or _is_daemon(p.from_address)
+    if p.message_id and _on_domains(p.message_id, identity.domains) and not report:
         reasons.append(f"Message-ID <{p.message_id}> is on our domain")
     return Classification("loop", reasons=reasons) if reasons else None
+
+
+def _is_daemon(address: str | None) -> bool:
+    return bool(re.match(r"(?:mailer-daemon|postmaster)@", address or "", re.I))
 
 
 def _on_domains(message_id: str, domains: tuple[str, ...]) -> bool:
@@ -485,8 +494,8 @@ _VERP_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelo
 def _plus_token(p: Parsed, base: str | None, names: tuple[str, ...]) -> str | None:
     if not base or "@" not in base:
         return None
-    local, domain = base.rsplit("@", 1)
-    pattern = re.compile(rf"(?<![\w.+-]){re.escape(local)}\+([^@\s<>\"]+)@{re.escape(domain)}\b", re.I)
+    local, domain = (re.escape(part) for part in base.rsplit("@", 1))
+    pattern = re.compile(rf"(?<![\w.+-]){local}\+([^@\s<>\"]+)@{domain}\b", re.I)
     for name in names:
         for value in p.headers.get_all(name) or []:
             found = pattern.search(str(value))
@@ -495,7 +504,9 @@ def _plus_token(p: Parsed, base: str | None, names: tuple[str, ...]) -> str | No
     return None
 
 
-def _as_unsubscribe_address(p: Parsed, campaigns: tuple, identity: Identity) -> Classification | None:
+def _as_unsubscribe_address(
+    p: Parsed, campaigns: tuple, identity: Identity
+) -> Classification | None:
     # RFC 2369 mailto unsubscribes come from mail clients, often marked auto-submitted,
     # so they are read before the auto-reply rules.
     reasons = []
@@ -562,7 +573,8 @@ def auto_reply_signals(p: Parsed) -> list[str]:
         reasons.append(f"Subject is a receipt acknowledgement: {p.subject[:80]!r}")
     if _AUTO_BODY.search(p.new_text[:3000]):
         reasons.append("text says it is an automatic reply")
-    if _READ_SUBJECT.match(p.subject) and (_is_null_path(h) or h.get_content_type().endswith("tnef")):
+    receipt_like = _is_null_path(h) or h.get_content_type().endswith("tnef")
+    if _READ_SUBJECT.match(p.subject) and receipt_like:
         reasons.append("read receipt (Read: subject from a null sender)")
     return list(dict.fromkeys(reasons))
 
@@ -575,12 +587,7 @@ def _auto_header_signals(h: email.message.Message) -> list[str]:
     for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
         if str(h.get(name, "no")).strip().lower() not in ("no", "false", "0"):
             reasons.append(f"{name} header")
-    checks = [
-        ("X-Loop", r"yes|true"), ("X-FC-Machinegenerated", r"true"), ("Delivered-To", r"autoresponder"),
-        ("X-Apple-Action", r"vacation"), ("Precedence", r"auto_reply"), ("X-Precedence", r"auto_reply"),
-        ("X-POST-MessageClass", r".*autoresponder"),
-    ]
-    for name, pattern in checks:
+    for name, pattern in _AUTO_HEADERS:
         if any(re.match(pattern, str(v).strip(), re.I) for v in h.get_all(name) or []):
             reasons.append(f"{name}: {str(h.get(name)).strip()[:40]}")
     # Exchange OOF (Zammad's rule); X-Auto-Response-Suppress alone is only a request to us.
@@ -589,6 +596,17 @@ def _auto_header_signals(h: email.message.Message) -> list[str]:
     ) is not None:
         reasons.append("Exchange out-of-office (X-Auto-Response-Suppress + Inbox-Rules-Loop)")
     return reasons
+
+
+_AUTO_HEADERS = (
+    ("X-Loop", r"yes|true"),
+    ("X-FC-Machinegenerated", r"true"),
+    ("Delivered-To", r"autoresponder"),
+    ("X-Apple-Action", r"vacation"),
+    ("Precedence", r"auto_reply"),
+    ("X-Precedence", r"auto_reply"),
+    ("X-POST-MessageClass", r".*autoresponder"),
+)
 
 
 def _is_null_path(h: email.message.Message) -> bool:
@@ -633,7 +651,7 @@ _BACK_CUES = (
         r"\b(?:back|return|returning|returns|reachable\s+again|wieder|zurück|zurueck|retour"
         r"|vuelta|regreso|regresaré|volveré|terug|until|till|through|bis|jusqu'au|jusqu’au|hasta"
         r"|t/m|tot\s+en\s+met)\b|\(returning", re.IGNORECASE),
-    re.compile(r"\b(?:from|ab|à\s+partir\s+du|a\s+partir\s+del|vanaf|tot|to|au|al)\b", re.IGNORECASE),
+    re.compile(r"\b(?:from|ab|à\s+partir\s+du|a\s+partir\s+del|vanaf|tot|to|au|al)\b", re.I),
 )
 
 
@@ -707,7 +725,7 @@ def bulk_signals(p: Parsed) -> list[str]:
     for name in ("Precedence", "X-Precedence"):
         if re.match(r"\s*(bulk|list|junk)\b", str(h.get(name, "")), re.I):
             reasons.append(f"{name}: {str(h.get(name)).strip()}")
-    listy = sorted({k for k in h.keys() if k.lower().startswith("list-")})
+    listy = sorted({k for k in h if k.lower().startswith("list-")})
     listy += [k for k in ("X-Mailing-List", "Mailing-List", "X-BeenThere") if h.get(k) is not None]
     reasons += [f"{k} header" for k in listy]
     reasons += [f"{k} header (ESP tracking)" for k in _ESP_HEADERS if h.get(k) is not None]
@@ -733,8 +751,8 @@ _UNSUBSCRIBE = re.compile(
     r"|\b(?:do\s+not|don't|dont)\s+(?:e-?mail|contact|write\s+to)\s+me\b"
     r"|\bno\s+more\s+(?:e-?mails|emails|messages|mail)\b|\bnot\s+interested\b.{0,30}\b(?:e-?mails|list)\b"
     r"|\babmelden\b|\babbestellen\b|\baustragen\b|\bkeine\s+(?:weiteren\s+)?(?:e-?mails|mails|nachrichten)"
-    r"(?:\s+mehr)?\b|\bnicht\s+mehr\s+(?:an)?schreiben\b|\bdésabonner\b|\bdesabonner\b|\bdésinscri"
-    r"|\bdesinscri|\bdésabonnement\b|\bne\s+plus\s+recevoir\b|\bretirez[- ]moi\b|\bsupprimez[- ]moi\b"
+    r"(?:\s+mehr)?\b|\bnicht\s+mehr\s+(?:an)?schreiben\b|\bd[ée]sabonner\b|\bd[ée]sinscri"
+    r"|\bd[ée]sabonnement\b|\bne\s+plus\s+recevoir\b|\bretirez[- ]moi\b|\bsupprimez[- ]moi\b"
     r"|\bdarme\s+de\s+baja\b|\bdar\s+de\s+baja\b|\bcancelar\s+(?:mi\s+)?suscripci[óo]n\b"
     r"|\bno\s+quiero\s+recibir\b|\bno\s+me\s+env[íi]e[ns]?\b|\bafmelden\b|\buitschrijven\b"
     r"|\bschrijf\s+me\s+uit\b|\bgeen\s+(?:e-?mails?|mails?|berichten)\s+meer\b|\bverwijder\s+(?:mij|me)\b",
@@ -747,8 +765,11 @@ _FOOTER = re.compile(
     r"|this\s+(?:e-?mail|message)\s+was\s+sent|to\s+unsubscribe\b",
     re.IGNORECASE,
 )
-_ALONE = re.compile(r"^\W*(?:stop|unsubscribe|remove|remove\s+me|stop\s+please|please\s+stop)\W*$", re.I)
-_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|antw|fwd?|wg|tr|rv|r)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+# "stop" counts only as the whole message: in a sentence it is usually something else.
+_ALONE = re.compile(
+    r"^\W*(?:unsubscribe|remove(?:\s+me)?|(?:please\s+)?stop(?:\s+please)?)\W*$", re.IGNORECASE
+)
+_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|antw|fwd?|wg|tr|rv|r)\s*(?:\[\d+\])?\s*:\s*)+", re.I)
 
 
 def _as_unsubscribe(p: Parsed, campaigns: tuple, identity: Identity) -> Classification | None:
@@ -758,11 +779,11 @@ def _as_unsubscribe(p: Parsed, campaigns: tuple, identity: Identity) -> Classifi
 
 def unsubscribe_request(p: Parsed) -> str | None:
     """Why the person's own words (subject or new text, never quotes/footers) ask to stop."""
-    own = [line for line in p.new_text.split("\n") if not _FOOTER.search(line)]
-    text = "\n".join(own)
-    if _ALONE.match(text.strip()) or (not text.strip() and _ALONE.match(_PREFIX.sub("", p.subject))):
-        return f"the whole message says {(text.strip() or p.subject)[:40]!r}"
-    for where, value in (("Subject", _PREFIX.sub("", p.subject)), ("text", text)):
+    text = "\n".join(line for line in p.new_text.split("\n") if not _FOOTER.search(line)).strip()
+    subject = _PREFIX.sub("", p.subject)
+    if _ALONE.match(text) or (not text and _ALONE.match(subject)):
+        return f"the whole message says {(text or subject)[:40]!r}"
+    for where, value in (("Subject", subject), ("text", text)):
         found = _UNSUBSCRIBE.search(value)
         if found:
             return f"{where} asks to stop: {found.group(0)!r}"
@@ -793,9 +814,9 @@ def _match_campaign(p: Parsed, campaigns: tuple) -> tuple[str | None, str]:
         hit = next((r for r in p.recipients if _address_matches(r, rule.addresses)), None)
         if hit:
             return rule.slug, f"sent to {hit}: campaign {rule.slug} trigger address"
-    forwarded = _forwarded_text(p)
+    places = (("Subject", p.subject), ("text", p.new_text), ("forwarded text", _forwarded_text(p)))
     for rule in campaigns:
-        for where, value in (("Subject", p.subject), ("text", p.new_text), ("forwarded text", forwarded)):
+        for where, value in places:
             word = _keyword(value, rule.keywords)
             if word:
                 return rule.slug, f"keyword {word!r} in {where}: campaign {rule.slug}"

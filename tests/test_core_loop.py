@@ -210,3 +210,30 @@ def test_requests_are_answered_once_per_period(imap_settings, dovecot, sink, wor
     time.sleep(1)
     assert len(sink.messages) == 1
     assert scalar(app, "SELECT count(*) FROM event WHERE kind = 'repeat_request'") == 2
+
+
+def test_follow_ups_survive_a_redis_flush_through_the_reconciler(imap_settings, dovecot, sink, world, redis_server):
+    app = world
+    dovecot.append(mail())
+    run_poller(app)
+    run_worker(app)
+    _answered(sink, 1)
+    assert scalar(app, "SELECT count(*) FROM outbound WHERE state = 'pending'") == 1
+    redis_server.flushall()  # the scheduled follow-up job is gone from Redis
+    time.sleep(2.2)
+    run_worker(app)  # the worker reconciles at start: the database says the step is due
+    assert len(sink.wait_for(2, timeout=10)) == 2
+    run_worker(app)
+    time.sleep(0.5)
+    assert len(sink.messages) == 2
+
+
+def test_first_run_loads_the_default_campaign_and_an_admin_once(app):
+    from service.cli import first_run
+
+    with app.app_context():
+        first_run(app)
+        first_run(app)
+    assert scalar(app, "SELECT count(*) FROM campaign") == 1
+    assert scalar(app, "SELECT count(*) FROM \"user\"") == 1
+    assert scalar(app, "SELECT count(*) FROM asset WHERE filename = 'roadmap.pdf'") == 1

@@ -51,3 +51,47 @@ def run_worker(app) -> None:
 def scalar(app, sql: str, **params):
     with app.app_context():
         return db.session.execute(text(sql), params).scalar()
+
+
+def dsn(
+    recipients: list[tuple[str, str, str]],
+    original_message_id: str | None = None,
+    to: str = "roadmap@acumen.example",
+    reporting: str = "mx.prospect.example",
+) -> bytes:
+    """An RFC 3464 delivery report; recipients are (address, status, action)."""
+    groups = "".join(
+        f"\nFinal-Recipient: rfc822; {address}\nAction: {action}\nStatus: {status}\n"
+        f"Diagnostic-Code: smtp; {'550' if status.startswith('5') else '452'} {status} mailbox problem\n"
+        for address, status, action in recipients
+    )
+    original = f"Message-ID: <{original_message_id}>\n" if original_message_id else ""
+    text = f"""From: Mail Delivery System <MAILER-DAEMON@{reporting}>
+To: {to}
+Subject: Undelivered Mail Returned to Sender
+Date: {format_datetime(datetime.now(UTC))}
+Message-ID: {make_msgid(domain=reporting)}
+Auto-Submitted: auto-replied
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b1"
+
+--b1
+Content-Type: text/plain
+
+I'm sorry to have to inform you that your message could not be delivered.
+
+--b1
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; {reporting}
+{groups}
+--b1
+Content-Type: text/rfc822-headers
+
+From: roadmap@acumen.example
+To: {recipients[0][0]}
+{original}Subject: Re: Roadmap
+
+--b1--
+"""
+    return text.replace("\n", "\r\n").encode()

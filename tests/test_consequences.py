@@ -1,0 +1,224 @@
+"""What each kind of inbound mail does, end to end through Dovecot, the worker and the SMTP sink."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+
+import pytest
+from sqlalchemy import select
+
+from service import contacts
+from service.extensions import db
+from service.models import InboundMessage, Outbound
+from tests.world import dsn, mail, parse, run_poller, run_worker, scalar
+
+
+def _requested(app, dovecot, sink):
+    """bob asks and gets the roadmap; returns the Message-ID of our reply."""
+    dovecot.append(mail())
+    run_poller(app)
+    run_worker(app)
+    return parse(sink.wait_for(1)[0].data)["Message-ID"].strip("<>")
+
+
+def _deliver(app, dovecot, raw: bytes) -> InboundMessage:
+    dovecot.append(raw)
+    run_poller(app)
+    run_worker(app)
+    with app.app_context():
+        message = db.session.scalar(select(InboundMessage).order_by(InboundMessage.id.desc()))
+        db.session.expunge(message)
+        return message
+
+
+def _suppressed(app, address: str) -> bool:
+    with app.app_context():
+        return contacts.is_suppressed(db.session, address)
+
+
+def test_a_permanent_bounce_suppresses_the_address_and_ends_the_sequence(imap_settings, dovecot, sink, world):
+    ours = _requested(world, dovecot, sink)
+    bounce = _deliver(world, dovecot, dsn([("bob@prospect.example", "5.1.1", "failed")], ours))
+    assert bounce.kind == "bounce"
+    assert _suppressed(world, "bob@prospect.example")
+    assert scalar(world, "SELECT state FROM enrollment") == "bounced"
+    assert scalar(world, "SELECT count(*) FROM outbound WHERE state = 'pending'") == 0
+
+
+def test_a_full_mailbox_is_counted_but_not_suppressed(imap_settings, dovecot, sink, world):
+    ours = _requested(world, dovecot, sink)
+    _deliver(world, dovecot, dsn([("bob@prospect.example", "5.2.2", "failed")], ours))
+    assert not _suppressed(world, "bob@prospect.example")
+    assert scalar(world, "SELECT count(*) FROM event WHERE kind = 'bounce_soft'") == 1
+    assert scalar(world, "SELECT state FROM enrollment") == "active"
+
+
+def test_a_two_recipient_report_only_suppresses_the_permanent_one(imap_settings, dovecot, sink, world):
+    _requested(world, dovecot, sink)
+    dovecot.append(mail(sender="Dana <dana@prospect.example>"))
+    run_poller(world)
+    run_worker(world)
+    sink.wait_for(2)
+    report = dsn([("bob@prospect.example", "5.1.1", "failed"), ("dana@prospect.example", "4.2.2", "delayed")])
+    _deliver(world, dovecot, report)
+    assert _suppressed(world, "bob@prospect.example")
+    assert not _suppressed(world, "dana@prospect.example")
+
+
+def test_a_bounce_for_mail_we_never_sent_changes_nothing(imap_settings, dovecot, sink, world):
+    bounce = _deliver(world, dovecot, dsn([("stranger@elsewhere.example", "5.1.1", "failed")], "nope@x.example"))
+    assert bounce.kind == "bounce"
+    assert not _suppressed(world, "stranger@elsewhere.example")
+    assert scalar(world, "SELECT count(*) FROM contact") == 0
+    assert sink.messages == []
+
+
+def test_an_out_of_office_with_a_return_date_postpones_the_next_follow_up(imap_settings, dovecot, sink, world):
+    _requested(world, dovecot, sink)
+    ooo = mail(
+        subject="Out of Office: Roadmap please", Auto_Submitted="auto-replied",
+        body="I am out of the office until 3 December 2026 with limited access to email.",
+    )
+    message = _deliver(world, dovecot, ooo)
+    assert message.kind == "auto_reply"
+    with world.app_context():
+        row = db.session.scalar(select(Outbound).where(Outbound.kind == "followup"))
+        assert row.state == "pending"
+        assert row.due_at >= datetime(2026, 12, 4, 14, 0, tzinfo=UTC)  # 08:00 in Chicago, the day after
+    assert scalar(world, "SELECT state FROM enrollment") == "active"
+    time.sleep(2.2)
+    run_worker(world)
+    time.sleep(0.5)
+    assert len(sink.messages) == 1  # the follow-up that was due now waits; the OOO got no answer
+
+
+def test_please_unsubscribe_me_stops_everything(imap_settings, dovecot, sink, world):
+    _requested(world, dovecot, sink)
+    message = _deliver(world, dovecot, mail(subject="Re: Roadmap please", body="Please unsubscribe me."))
+    assert message.kind == "unsubscribe"
+    assert _suppressed(world, "bob@prospect.example")
+    assert scalar(world, "SELECT state FROM enrollment") == "unsubscribed"
+    time.sleep(2.2)
+    run_worker(world)
+    assert len(sink.messages) == 1
+
+
+def test_a_newsletter_asking_for_the_roadmap_gets_nothing(imap_settings, dovecot, sink, world):
+    newsletter = mail(
+        sender="Sales Weekly <news@weekly.example>", subject="Send me the roadmap, says everyone",
+        List_Unsubscribe="<https://weekly.example/u/1>", List_Id="<weekly.example>", Precedence="bulk",
+    )
+    message = _deliver(world, dovecot, newsletter)
+    assert message.kind == "bulk"
+    time.sleep(0.5)
+    assert sink.messages == []
+    assert scalar(world, "SELECT count(*) FROM contact") == 0
+
+
+def test_unknown_human_mail_is_kept_for_review(imap_settings, dovecot, sink, world):
+    message = _deliver(world, dovecot, mail(sender="x@else.example", to="ken@acumen.example", subject="Lunch?",
+                                            body="Are you free for lunch on Tuesday?"))
+    assert (message.kind, message.state) == ("human", "review")
+    assert sink.messages == []
+
+
+def test_a_message_that_fails_three_times_is_quarantined_with_its_error(imap_settings, dovecot, world, monkeypatch):
+    from service import intake
+    from workers import jobs
+
+    dovecot.append(mail())
+    run_poller(world)
+    message_id = scalar(world, "SELECT id FROM inbound_message")
+
+    def broken(*args, **kwargs):
+        raise ValueError("a rule blew up")
+
+    monkeypatch.setattr(intake, "process", broken)
+    with world.app_context():
+        for _ in range(3):
+            with pytest.raises(ValueError):
+                jobs.process_inbound(message_id)
+        assert jobs.process_inbound(message_id) == "nothing to do"
+    assert scalar(world, "SELECT state FROM inbound_message") == "quarantined"
+    assert "a rule blew up" in scalar(world, "SELECT error FROM inbound_message")
+
+
+def test_processed_mail_moves_to_the_done_folder_when_configured(imap_settings, dovecot, sink, world):
+    dovecot.create_folder("Processed") if "Processed" not in dovecot.folders() else None
+    world.config["IMAP_DONE_FOLDER"] = "Processed"
+    _requested(world, dovecot, sink)
+    run_poller(world)
+    assert dovecot.messages("INBOX") == []
+    assert len(dovecot.messages("Processed")) == 1
+
+
+def test_an_ooo_return_date_is_kept_on_the_timeline(imap_settings, dovecot, sink, world):
+    _requested(world, dovecot, sink)
+    _deliver(world, dovecot, mail(subject="Automatic reply: Roadmap please", Auto_Submitted="auto-replied",
+                                  body="I'm away and will be back on 7 December 2026."))
+    detail = scalar(world, "SELECT detail FROM event WHERE kind = 'auto_reply'")
+    assert detail == f"away until {date(2026, 12, 7)}"
+
+
+def test_a_verp_bounce_is_tied_to_our_send_without_any_message_id(imap_settings, dovecot, sink, world):
+    world.config["BOUNCE_ADDRESS"] = "bounces@acumen.example"
+    _requested(world, dovecot, sink)
+    sender = sink.messages[0].mail_from
+    assert sender.startswith("bounces+1-") and sender.endswith("@acumen.example")
+    # The remote MTA reports an address rewritten beyond recognition; only the VERP token ties it back.
+    _deliver(world, dovecot, dsn([("b.prospect@relay.example", "5.1.1", "failed")], to=sender))
+    assert _suppressed(world, "bob@prospect.example")
+
+
+def test_a_forged_verp_token_ties_nothing(imap_settings, dovecot, sink, world):
+    world.config["BOUNCE_ADDRESS"] = "bounces@acumen.example"
+    _requested(world, dovecot, sink)
+    _deliver(world, dovecot, dsn([("b.prospect@relay.example", "5.1.1", "failed")], to="bounces+1-deadbeef0000@acumen.example"))
+    assert not _suppressed(world, "bob@prospect.example")
+
+
+def test_mail_to_the_unsubscribe_address_unsubscribes(imap_settings, dovecot, sink, world):
+    _requested(world, dovecot, sink)
+    message = _deliver(world, dovecot, mail(to="roadmap+unsubscribe@acumen.example", subject="unsubscribe", body=""))
+    assert message.kind == "unsubscribe"
+    assert _suppressed(world, "bob@prospect.example")
+
+
+def test_a_spam_complaint_suppresses_the_address(imap_settings, dovecot, sink, world):
+    ours = _requested(world, dovecot, sink)
+    arf = f"""From: abuse@isp.example
+To: roadmap@acumen.example
+Subject: FW: Re: Roadmap please
+Message-ID: <arf-1@isp.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="arf"
+
+--arf
+Content-Type: text/plain
+
+This is an email abuse report for an email message received from IP 192.0.2.1.
+
+--arf
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: ISP-FBL/1.0
+Version: 1
+Original-Rcpt-To: bob@prospect.example
+
+--arf
+Content-Type: text/rfc822-headers
+
+From: roadmap@acumen.example
+To: bob@prospect.example
+Message-ID: <{ours}>
+Subject: Re: Roadmap please
+
+--arf--
+""".replace("\n", "\r\n").encode()
+    message = _deliver(world, dovecot, arf)
+    assert message.kind == "complaint"
+    assert _suppressed(world, "bob@prospect.example")
+    assert scalar(world, "SELECT reason FROM suppression WHERE email = 'bob@prospect.example'") == "complaint"
+    assert scalar(world, "SELECT state FROM enrollment") == "unsubscribed"
