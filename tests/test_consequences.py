@@ -174,7 +174,8 @@ def test_a_verp_bounce_is_tied_to_our_send_without_any_message_id(imap_settings,
 def test_a_forged_verp_token_ties_nothing(imap_settings, dovecot, sink, world):
     world.config["BOUNCE_ADDRESS"] = "bounces@acumen.example"
     _requested(world, dovecot, sink)
-    _deliver(world, dovecot, dsn([("b.prospect@relay.example", "5.1.1", "failed")], to="bounces+1-deadbeef0000@acumen.example"))
+    forged = "bounces+1-deadbeef0000@acumen.example"
+    _deliver(world, dovecot, dsn([("b.prospect@relay.example", "5.1.1", "failed")], to=forged))
     assert not _suppressed(world, "bob@prospect.example")
 
 
