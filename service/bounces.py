@@ -135,9 +135,9 @@ def detect(parsed: Parsed) -> Report | None:
     rtype = report_type(msg)
     types = {part.get_content_type() for part in walk(msg)}
     if rtype == "feedback-report" or "message/feedback-report" in types:
-        return complaint(parsed, f"Content-Type multipart/report; report-type={rtype}")
+        return _complaint(parsed, f"Content-Type multipart/report; report-type={rtype}")
     if _is_jmrp(parsed):
-        return complaint(parsed, "Hotmail/Outlook.com complaint (JMRP)")
+        return _complaint(parsed, "Hotmail/Outlook.com complaint (JMRP)")
     if rtype == _MDN or f"message/{_MDN}" in types:
         # RFC 8098: a read receipt, machine mail that must never be answered.
         return Report("receipt", [f"Content-Type multipart/report; report-type={_MDN}"])
@@ -171,7 +171,8 @@ def _bounce_signals(parsed: Parsed, rtype: str, has_status_part: bool) -> list[s
     msg = parsed.headers
     local = (parsed.from_address or parsed.from_name).split("@")[0]
     subject, body = _BOUNCE_SUBJECT.search(parsed.subject), _BOUNCE_BODY.search(parsed.text[:_SCAN])
-    machine = _is_null(msg, "Return-Path") or _is_null(msg, "From") or msg.get("Auto-Submitted")
+    submitted = auto_submitted(msg) not in ("", "no")
+    machine = is_null(msg, "Return-Path") or is_null(msg, "From") or submitted
     checks = [
         (rtype == "delivery-status", "Content-Type multipart/report; report-type=delivery-status"),
         (has_status_part, "message/delivery-status part (RFC 3464)"),
@@ -184,14 +185,20 @@ def _bounce_signals(parsed: Parsed, rtype: str, has_status_part: bool) -> list[s
     return [reason for hit, reason in checks if hit]
 
 
-def _is_null(msg: Message, name: str) -> bool:
+def is_null(msg: Message, name: str) -> bool:
+    """True for a present but empty address header such as "Return-Path: <>"."""
     value = msg.get(name)
     return value is not None and str(value).strip().strip("<>").strip() == ""
 
 
+def auto_submitted(msg: Message) -> str:
+    """The Auto-Submitted keyword (RFC 3834 §5): token before ';', lowercased; '' if absent."""
+    return str(msg.get("Auto-Submitted", "")).split(";")[0].strip().lower()
+
+
 def _bounce(parsed: Parsed, reasons: list[str]) -> Report:
-    recipients = dsn_recipients(parsed) or text_recipients(parsed)
-    original = original_message_id(parsed)
+    recipients = _dsn_recipients(parsed) or _text_recipients(parsed)
+    original = _original_message_id(parsed)
     actions = {r["action"] for r in recipients}
     if recipients and actions <= {"delivered", "relayed", "expanded", "deliverable"}:
         # RFC 3464 §2.3.3: a success notice, not a failure; still machine mail.
@@ -200,7 +207,7 @@ def _bounce(parsed: Parsed, reasons: list[str]) -> Report:
     return Report("bounce", reasons, recipients, original)
 
 
-def dsn_recipients(parsed: Parsed) -> list[dict]:
+def _dsn_recipients(parsed: Parsed) -> list[dict]:
     """One entry per RFC 3464 §2.3 per-recipient group of every message/delivery-status part."""
     out: list[dict] = []
     for root in (parsed.headers, _enclosed_report(parsed.headers)):
@@ -277,7 +284,6 @@ def _entry(address: str | None, status: str | None, action: str, evidence: str) 
         "status": status,
         "action": action,
         "permanent": is_permanent(action, status, evidence),
-        "diagnostic": evidence[:300].strip() or None,
     }
 
 
@@ -316,9 +322,9 @@ def is_permanent(action: str, status: str | None, text: str) -> bool:
     return bool(hard and not soft)
 
 
-def text_recipients(parsed: Parsed) -> list[dict]:
+def _text_recipients(parsed: Parsed) -> list[dict]:
     """Recipients of a plain-text bounce: X-Failed-Recipients, else addresses in the notice."""
-    notice = bounce_notice(parsed.text)
+    notice = _bounce_notice(parsed.text)
     action = "delayed" if _is_delay(parsed, notice) else "failed"
     failed = _failed_header(parsed.headers)
     addresses = failed or _notice_addresses(notice, _own_addresses(parsed))
@@ -332,7 +338,7 @@ def _text_entry(address: str, notice: str, action: str) -> dict:
     return _entry(address, _text_status(context) or _text_status(notice), action, context)
 
 
-def bounce_notice(text: str) -> str:
+def _bounce_notice(text: str) -> str:
     """The human-readable notice of a bounce, without the returned copy of our message."""
     head = text[:_SCAN]
     for found in _ORIGINAL_MARKER.finditer(head):
@@ -366,7 +372,7 @@ def _notice_addresses(notice: str, own: set[str]) -> list[str]:
                     r"\b", line, re.I):
             continue  # trace lines and the summary of our message, not failed recipients
         found += [_unprefix(a.lower().rstrip(".")) for a in _ADDRESS.findall(line)]
-    return [a for a in dict.fromkeys(found) if a not in own and not _is_system(a)]
+    return [a for a in dict.fromkeys(found) if a not in own and not is_system(a)]
 
 
 def _unprefix(address: str) -> str:
@@ -374,7 +380,8 @@ def _unprefix(address: str) -> str:
     return re.sub(r"^(?:smtp|rfc822)=", "", address)
 
 
-def _is_system(address: str) -> bool:
+def is_system(address: str) -> bool:
+    """mailer-daemon@ or postmaster@: the mail system itself, never a person."""
     local = address.split("@")[0]
     return bool(_DAEMON.match(local) or _POSTMASTER.match(local))
 
@@ -404,9 +411,9 @@ def _text_status(text: str) -> str | None:
     return f"{reply.group(1)[0]}.0.0" if reply else None
 
 
-def original_message_id(parsed: Parsed) -> str | None:
+def _original_message_id(parsed: Parsed) -> str | None:
     """Message-ID of the returned original: enclosed message or headers part, else the text."""
-    enclosed = enclosed_headers(parsed.headers)
+    enclosed = _enclosed_headers(parsed.headers)
     value = enclosed.get("Message-ID") if enclosed is not None else None
     if value is None:
         found = re.search(r"^\s*Message-I[dD]:\s*(\S+)", parsed.text[:200_000], re.MULTILINE)
@@ -414,7 +421,7 @@ def original_message_id(parsed: Parsed) -> str | None:
     return str(value).strip().strip("<>").strip() or None if value is not None else None
 
 
-def enclosed_headers(msg: Message) -> Message | None:
+def _enclosed_headers(msg: Message) -> Message | None:
     """The header block of the message a report encloses (message/rfc822, text/rfc822-headers)."""
     for part in walk(msg):
         ctype = part.get_content_type()
@@ -429,10 +436,10 @@ def enclosed_headers(msg: Message) -> Message | None:
     return None
 
 
-def complaint(parsed: Parsed, reason: str) -> Report:
+def _complaint(parsed: Parsed, reason: str) -> Report:
     """An RFC 5965 (ARF) feedback report; recipients name the address that complained."""
     fields = _feedback_fields(parsed.headers)
-    enclosed = enclosed_headers(parsed.headers)
+    enclosed = _enclosed_headers(parsed.headers)
     address = fields.get("original-rcpt-to") or fields.get("removal-recipient")
     if not address and enclosed is not None:
         address = str(enclosed.get("To", "") or "")
@@ -440,7 +447,7 @@ def complaint(parsed: Parsed, reason: str) -> Report:
     if "feedback-type" in fields:
         reason += f"; Feedback-Type: {fields['feedback-type']}"
     recipients = [_complaint_entry(bare)] if bare and "@" in bare else []
-    return Report("complaint", [reason], recipients, original_message_id(parsed))
+    return Report("complaint", [reason], recipients, _original_message_id(parsed))
 
 
 def _complaint_entry(address: str) -> dict:

@@ -15,7 +15,7 @@ from flask_migrate import upgrade
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from . import ROOT, campaigns, users
+from . import ROOT, campaigns, queue, users
 from .extensions import db
 from .inbound import classify as classify_message
 from .intake import identity
@@ -118,12 +118,16 @@ def up() -> None:
         click.echo(f"No IMAP_HOST: drop .eml files into {app.config['MAILDIR']}/new")
     if not app.config.get("SMTP_HOST"):
         click.echo(f"No SMTP_HOST: mail we send is written to {app.config['OUTBOX']}")
+    embedded = None if app.config.get("REDIS_URL") else queue.connect(app.config)
+    # Started here once, so web, worker and poller all find the same embedded Redis running.
     manager = Manager()
     for line in (ROOT / "Procfile").read_text().splitlines():
         if ":" in line and not line.startswith("#"):
             name, command = line.split(":", 1)
             manager.add_process(name.strip(), command.strip(), env=env, cwd=str(ROOT))
     manager.loop()
+    if embedded is not None:
+        embedded.shutdown(nosave=True)
     sys.exit(manager.returncode)
 
 

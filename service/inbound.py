@@ -361,6 +361,9 @@ _VALEDICTION = re.compile(
 )
 
 
+# Our own rather than mail-parser-reply: on tests/mail it kept "-- " signatures, "Sent from
+# my iPhone" and the Spanish/Dutch attributions as new text, which is where traps like a
+# signature saying "stop sending" live.
 def split_reply(text: str) -> tuple[str, str, bool]:
     """(new text, the quoted or forwarded rest, whether the rest is a forward)."""
     lines = text[:_SCAN].split("\n")
@@ -454,14 +457,11 @@ def _as_loop(p: Parsed, campaigns: tuple, identity: Identity) -> Classification 
     if p.from_address and p.from_address in {a.lower() for a in identity.addresses}:
         reasons.append(f"From {p.from_address} is our own address")
     # A DSN that our own MTA writes carries a Message-ID on our domain too: that is a bounce.
-    report = bounces.report_type(p.headers) or _is_daemon(p.from_address)
+    report = bounces.report_type(p.headers) or bounces.is_system(p.from_address or "")
     if p.message_id and _on_domains(p.message_id, identity.domains) and not report:
         reasons.append(f"Message-ID <{p.message_id}> is on our domain")
     return Classification("loop", reasons=reasons) if reasons else None
 
-
-def _is_daemon(address: str | None) -> bool:
-    return bool(re.match(r"(?:mailer-daemon|postmaster)@", address or "", re.I))
 
 
 def _on_domains(message_id: str, domains: tuple[str, ...]) -> bool:
@@ -554,18 +554,20 @@ def _as_auto_reply(p: Parsed, campaigns: tuple, identity: Identity) -> Classific
     if not reasons:
         return None
     bulk = bulk_signals(p)
-    if bulk and all(r.startswith("Auto-Submitted: auto-generated") or
-                    r.startswith("Auto-Submitted: auto-notified") for r in reasons):
+    if bulk and all(r.startswith(_NOTIFICATION) for r in reasons):
         # RFC 3834 §5: auto-generated is a notification, not a reply; with list headers it is bulk.
         return Classification("bulk", reasons=reasons + bulk)
     return Classification("auto_reply", reasons=reasons, ooo_until=ooo_until(p))
+
+
+_NOTIFICATION = ("Auto-Submitted: auto-generated", "Auto-Submitted: auto-notified")
 
 
 def auto_reply_signals(p: Parsed) -> list[str]:
     """Every header or text rule that says a machine answered (RFC 3834 and the field)."""
     h = p.headers
     reasons = _auto_header_signals(h)
-    if _is_null_path(h):
+    if bounces.is_null(h, "Return-Path"):
         reasons.append("Return-Path <> (RFC 3834 §2: never answer a null sender)")
     if _AUTO_SUBJECT.search(p.subject):
         reasons.append(f"Subject looks automatic: {p.subject[:80]!r}")
@@ -573,7 +575,7 @@ def auto_reply_signals(p: Parsed) -> list[str]:
         reasons.append(f"Subject is a receipt acknowledgement: {p.subject[:80]!r}")
     if _AUTO_BODY.search(p.new_text[:3000]):
         reasons.append("text says it is an automatic reply")
-    receipt_like = _is_null_path(h) or h.get_content_type().endswith("tnef")
+    receipt_like = bounces.is_null(h, "Return-Path") or h.get_content_type().endswith("tnef")
     if _READ_SUBJECT.match(p.subject) and receipt_like:
         reasons.append("read receipt (Read: subject from a null sender)")
     return list(dict.fromkeys(reasons))
@@ -581,7 +583,7 @@ def auto_reply_signals(p: Parsed) -> list[str]:
 
 def _auto_header_signals(h: email.message.Message) -> list[str]:
     reasons = []
-    submitted = str(h.get("Auto-Submitted", "")).split(";")[0].strip().lower()
+    submitted = bounces.auto_submitted(h)
     if submitted and submitted != "no":  # RFC 3834 §5: only "no" means a person sent it
         reasons.append(f"Auto-Submitted: {submitted}")
     for name in ("X-Autoreply", "X-Autorespond", "X-Autoresponder"):
@@ -591,9 +593,8 @@ def _auto_header_signals(h: email.message.Message) -> list[str]:
         if any(re.match(pattern, str(v).strip(), re.I) for v in h.get_all(name) or []):
             reasons.append(f"{name}: {str(h.get(name)).strip()[:40]}")
     # Exchange OOF (Zammad's rule); X-Auto-Response-Suppress alone is only a request to us.
-    if "all" in str(h.get("X-Auto-Response-Suppress", "")).lower() and h.get(
-        "X-MS-Exchange-Inbox-Rules-Loop"
-    ) is not None:
+    suppress = str(h.get("X-Auto-Response-Suppress", "")).lower()
+    if "all" in suppress and h.get("X-MS-Exchange-Inbox-Rules-Loop") is not None:
         reasons.append("Exchange out-of-office (X-Auto-Response-Suppress + Inbox-Rules-Loop)")
     return reasons
 
@@ -608,10 +609,6 @@ _AUTO_HEADERS = (
     ("X-POST-MessageClass", r".*autoresponder"),
 )
 
-
-def _is_null_path(h: email.message.Message) -> bool:
-    value = h.get("Return-Path")
-    return value is not None and str(value).strip().strip("<>").strip() == ""
 
 
 # ---------------------------------------------------------------- out of office dates
@@ -637,7 +634,8 @@ _MONTH = "|".join(sorted(_MONTHS, key=len, reverse=True))
 _DATE_FORMS = (
     re.compile(r"(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})"),
     re.compile(
-        rf"(?P<d>\d{{1,2}})(?:st|nd|rd|th|er|\.)?\s*(?:de\s+|of\s+)?(?P<mon>{_MONTH})\.?(?![^\W\d_])"
+        rf"(?<!\d)(?P<d>\d{{1,2}})(?:st|nd|rd|th|er|\.)?\s*(?:de\s+|of\s+)?(?P<mon>{_MONTH})\.?"
+        r"(?![^\W\d_])"
         r"(?:\s*(?:de\s+)?,?\s*(?P<y>\d{4}))?", re.IGNORECASE),
     re.compile(
         rf"(?<![^\W\d_])(?P<mon>{_MONTH})\.?\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?(?!\d)(?:,?\s*(?P<y>\d{{4}}))?",
@@ -678,7 +676,7 @@ def _first_date(window: str, sent: date) -> date | None:
 
 def _to_date(g: dict, sent: date) -> date | None:
     if g.get("mon"):
-        candidates = [(_MONTHS[g["mon"].lower()], int(g["d"]))]
+        candidates = [(_MONTHS.get(g["mon"].lower(), 0), int(g["d"]))]
     elif g.get("a"):
         a, b = int(g["a"]), int(g["b"])
         # 03.12. is day-month everywhere; 12/07 may be US month/day: pick the nearer future date.
@@ -814,13 +812,20 @@ def _match_campaign(p: Parsed, campaigns: tuple) -> tuple[str | None, str]:
         hit = next((r for r in p.recipients if _address_matches(r, rule.addresses)), None)
         if hit:
             return rule.slug, f"sent to {hit}: campaign {rule.slug} trigger address"
-    places = (("Subject", p.subject), ("text", p.new_text), ("forwarded text", _forwarded_text(p)))
+    # The sender's own words first; a forwarded part only when they name no campaign.
+    hit = _keyword_match(campaigns, (("Subject", p.subject), ("text", p.new_text)))
+    if hit is None and campaigns:
+        hit = _keyword_match(campaigns, (("forwarded text", _forwarded_text(p)),))
+    return hit or (None, "")
+
+
+def _keyword_match(campaigns: tuple, places: tuple) -> tuple[str, str] | None:
     for rule in campaigns:
         for where, value in places:
             word = _keyword(value, rule.keywords)
             if word:
                 return rule.slug, f"keyword {word!r} in {where}: campaign {rule.slug}"
-    return None, ""
+    return None
 
 
 def _address_matches(recipient: str, triggers: tuple[str, ...]) -> bool:
@@ -832,7 +837,7 @@ def _address_matches(recipient: str, triggers: tuple[str, ...]) -> bool:
 def _forwarded_text(p: Parsed) -> str:
     # A forward sent to us ("can you send her the roadmap?") asks on the forwarder's behalf:
     # the forwarded part may name the campaign even when the note above it does not.
-    new, rest, is_forward = split_reply(p.text)
+    _, rest, is_forward = split_reply(p.text)
     return rest[:_SCAN] if is_forward or _FORWARD_SUBJECT.match(p.subject) else ""
 
 

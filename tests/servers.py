@@ -34,6 +34,9 @@ DOVECOT_BINARY = "/usr/sbin/dovecot"
 DOVEADM_BINARY = "/usr/bin/doveadm"
 REDIS_BINARY = shutil.which("redis-server") or "/usr/bin/redis-server"
 OPENSSL_BINARY = shutil.which("openssl") or "/usr/bin/openssl"
+# util-linux setpriv --pdeathsig: the kernel kills a server when the test process dies, even
+# by SIGKILL (when atexit never runs). Note: "dies" means the *thread* that started it exits.
+SETPRIV_BINARY = shutil.which("setpriv")
 
 PG_HOST = os.environ.get("TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("TEST_PG_PORT", "5432"))
@@ -75,13 +78,28 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 _running: set[Any] = set()
+_temporary_dirs: set[Path] = set()
+
+
+def _make_temporary_dir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    _temporary_dirs.add(path)
+    return path
+
+
+def _remove_temporary_dir(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+    _temporary_dirs.discard(path)
 
 
 @atexit.register
 def _stop_everything() -> None:
+    """Last resort when a test run ends without stop()/cleanup(): no server outlives it."""
     for server in list(_running):
         with contextlib.suppress(Exception):
             server.stop()
+    for path in list(_temporary_dirs):
+        _remove_temporary_dir(path)
 
 
 def _live_group_members(pgid: int) -> set[int]:
@@ -109,8 +127,11 @@ class _ChildProcess:
 
     def start(self) -> None:
         self._output_file = open(self.output, "ab")  # noqa: SIM115 - closed in stop()
+        argv = self.argv
+        if SETPRIV_BINARY:
+            argv = [SETPRIV_BINARY, "--pdeathsig", "KILL", "--", *argv]
         self.process = subprocess.Popen(
-            self.argv,
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=self._output_file,
             stderr=subprocess.STDOUT,
@@ -271,6 +292,7 @@ class Dovecot:
             return self
         if self.root is None:
             self._prepare()
+        self._remove_stale_files()
         self._process = _ChildProcess(
             [DOVECOT_BINARY, "-F", "-c", str(self.config_path)], self._root / "dovecot.out"
         )
@@ -285,8 +307,15 @@ class Dovecot:
         if self._process is not None:
             self._process.stop()
             self._process = None
-            # The master may have been killed: don't let a stale pid file confuse start().
-            (self._root / "run" / "master.pid").unlink(missing_ok=True)
+            self._remove_stale_files()
+
+    def _remove_stale_files(self) -> None:
+        # The master may have been SIGKILLed while shutting down (see _ChildProcess.stop).
+        # A dotlock it held on state/instances would make the next master wait ~10 s for it,
+        # and a pid file could name a reused pid.
+        (self._root / "run" / "master.pid").unlink(missing_ok=True)
+        for lock in (self._root / "state").glob("*.lock*"):
+            lock.unlink(missing_ok=True)
 
     def restart(self) -> None:
         """Stop and start again on the same ports with the same mail (clients are dropped)."""
@@ -297,7 +326,7 @@ class Dovecot:
         """Stop the server and delete its folder."""
         self.stop()
         if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
+            _remove_temporary_dir(self.root)
             self.root = None
 
     def running(self) -> bool:
@@ -310,7 +339,7 @@ class Dovecot:
         self.cleanup()
 
     def _prepare(self) -> None:
-        root = Path(tempfile.mkdtemp(prefix="ft-dovecot-"))
+        root = _make_temporary_dir("ft-dovecot-")
         self.root = root
         # Dovecot's unprivileged processes (auth as default_internal_user, mail processes
         # as the mail user) must be able to traverse the folder and read the passwd-file.
@@ -574,7 +603,11 @@ protocol imap {{
     def kick(self, user: str | None = None) -> None:
         """Disconnect every session of ``user`` (clients get ``* BYE``) and wait until gone."""
         user = user or self.user
-        self.doveadm("kick", user)
+        try:
+            self.doveadm("kick", user)
+        except RuntimeError:
+            if self.sessions(user) != 0:
+                raise  # it exits non-zero when there was nobody to kick; anything else is real
         if not wait_until(lambda: self.sessions(user) == 0, START_TIMEOUT):
             raise RuntimeError(f"sessions of {user} survived doveadm kick")
 
@@ -790,7 +823,7 @@ class RedisServer:
         if self._process is not None and self._process.running():
             return self
         if self.root is None:
-            self.root = Path(tempfile.mkdtemp(prefix="ft-redis-"))
+            self.root = _make_temporary_dir("ft-redis-")
         self.port = self.port or free_port(self.host)
         options = {
             "port": str(self.port),
@@ -831,7 +864,7 @@ class RedisServer:
     def cleanup(self) -> None:
         self.stop()
         if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
+            _remove_temporary_dir(self.root)
             self.root = None
 
     def running(self) -> bool:

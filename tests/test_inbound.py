@@ -360,6 +360,26 @@ def test_a_custom_loop_header_is_honoured():
     assert run(raw, CAMPAIGNS, Identity(loop_header="X-Our-Loop")).kind == "loop"
 
 
+def test_a_bounce_from_our_own_mta_is_a_bounce_not_a_loop():
+    raw = (MAIL / "bounce-dsn-delayed.eml").read_bytes().replace(
+        b"<dsn-delay-1@relay.example>", b"<dsn-delay-1@mx.acumen.example>"
+    ).replace(b"MAILER-DAEMON@relay.example", b"MAILER-DAEMON@mx.acumen.example")
+    assert run(raw).kind == "bounce"
+
+
+def test_bounce_names_the_address_we_sent_to_not_the_alias_it_expanded_to():
+    raw = mail(
+        "From: MAILER-DAEMON@relay.example\nTo: roadmap@acumen.example\nSubject: Undelivered\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=Z",
+        "--Z\nContent-Type: text/plain\n\nFailed.\n--Z\nContent-Type: message/delivery-status\n\n"
+        "Reporting-MTA: dns; relay.example\n\nOriginal-Recipient: rfc822;Sales@Prospect.example\n"
+        "Final-Recipient: rfc822; jane.smith@mail.prospect.example\nAction: failed\n"
+        "Status: 5.1.1\n--Z--\n",
+    )
+    [rcpt] = run(raw).bounce["recipients"]
+    assert (rcpt["address"], rcpt["permanent"]) == ("sales@prospect.example", True)
+
+
 def test_verp_token_needs_our_bounce_address():
     raw = (MAIL / "bounce-qmail.eml").read_bytes()
     assert run(raw, CAMPAIGNS, Identity()).bounce["verp_token"] is None
@@ -368,6 +388,7 @@ def test_verp_token_needs_our_bounce_address():
 
 @pytest.mark.parametrize("action, status, text, permanent", [
     ("failed", "5.1.1", "550 5.1.1 User unknown", True),
+    ("failed", "5.1.1", "550 5.1.1 message blocked: spam detected", False),
     ("failed", "5.1.2", "Host or domain name not found", True),
     ("failed", "5.1.6", "mailbox has moved", True),
     ("failed", "5.1.10", "RecipientNotFound", True),
@@ -499,18 +520,24 @@ def test_mutilated_mail_never_raises(path: Path):
         assert json.loads(json.dumps(result.as_json(path.name)))["kind"] == result.kind
 
 
-@pytest.mark.parametrize("raw", [
-    b"Content-Type: multipart/mixed; boundary=A\n\n" + b"--A\nContent-Type: multipart/mixed; "
-    b"boundary=A\n\n" * 3000,
-    b"From: a@b.example\n" + b"X-Long: " + b"a" * 2_000_000 + b"\n\nbody",
-    b"From: a@b.example\nSubject: =?utf-8?q?broken=ZZ?= =?x-unknown?b?!!!?=\n\nbody",
-    b"From: a@b.example\nContent-Type: text/plain; charset=\"\xff\xfe\"\n\n\xff\xfe body",
-    b"From: a@b.example\nContent-Type: multipart/report; report-type=delivery-status; boundary=Q\n"
-    b"\n--Q\nContent-Type: message/delivery-status\nContent-Transfer-Encoding: base64\n\n!!!"
-    b"\n--Q--",
-    b"From: \"unterminated <a@b.example\nTo: ,,,@@@\nDate: 99 Foo 99999 99:99:99 +9999\n\nx",
-    b"From: a@b.example\nSubject: hi\n\n\xc3\xa9t\xc3\xa9 in 8 bits without a charset",
-])
+HOSTILE = {
+    "3000 nested multiparts": b"Content-Type: multipart/mixed; boundary=A\n\n"
+    + b"--A\nContent-Type: multipart/mixed; boundary=A\n\n" * 3000,
+    "2 MB header": b"From: a@b.example\nX-Long: " + b"a" * 2_000_000 + b"\n\nbody",
+    "broken encoded words": b"From: a@b.example\n"
+    b"Subject: =?utf-8?q?broken=ZZ?= =?x-unknown?b?!!!?=\n\nx",
+    "8-bit charset name": b"From: a@b.example\n"
+    b"Content-Type: text/plain; charset=\"\xff\xfe\"\n\n\xff body",
+    "base64 delivery-status": b"From: a@b.example\nContent-Type: multipart/report; "
+    b"report-type=delivery-status; boundary=Q\n\n--Q\nContent-Type: message/delivery-status\n"
+    b"Content-Transfer-Encoding: base64\n\n!!!\n--Q--",
+    "broken address and date": b"From: \"unterminated <a@b.example\nTo: ,,,@@@\n"
+    b"Date: 99 Foo 99999 99:99:99 +9999\n\nx",
+    "8-bit body without charset": b"From: a@b.example\nSubject: hi\n\n\xc3\xa9t\xc3\xa9 in 8 bits",
+}
+
+
+@pytest.mark.parametrize("raw", HOSTILE.values(), ids=HOSTILE.keys())
 def test_hostile_inputs_never_raise(raw: bytes):
     result = run(raw)
     assert result.kind in KINDS
