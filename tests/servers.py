@@ -940,3 +940,73 @@ def postgres_database(name_prefix: str = "ft_test") -> Iterator[str]:
             connection.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+# --------------------------------------------------------------------------- TCP proxy
+
+
+class TcpProxy:
+    """Forwards a loopback port to a server; ``freeze()`` silently drops the live connections' traffic.
+
+    A frozen connection stays open but carries nothing either way, as when a NAT or
+    firewall forgets it: the client sees no FIN, only silence. New connections work.
+    """
+
+    def __init__(self, target_host: str, target_port: int, host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.host = host
+        self.port = 0
+        self._frozen: set[socket.socket] = set()
+        self._live: list[tuple[socket.socket, socket.socket]] = []
+        self._server: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> TcpProxy:
+        self._server = socket.create_server((self.host, 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while self._server is not None:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._live.append((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        while True:
+            try:
+                data = source.recv(65536)
+            except OSError:
+                return
+            if not data:
+                with contextlib.suppress(OSError):
+                    sink.shutdown(socket.SHUT_WR)
+                return
+            if source in self._frozen:
+                continue  # swallowed: the peer hears nothing
+            with contextlib.suppress(OSError):
+                sink.sendall(data)
+
+    def freeze(self) -> None:
+        """From now on, the connections open right now carry no data in either direction."""
+        with self._lock:
+            for client, upstream in self._live:
+                self._frozen.update((client, upstream))
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        with self._lock:
+            for pair in self._live:
+                for sock in pair:
+                    with contextlib.suppress(OSError):
+                        sock.close()
+            self._live.clear()

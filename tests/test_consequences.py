@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, date, datetime
 
@@ -165,7 +166,8 @@ def test_a_verp_bounce_is_tied_to_our_send_without_any_message_id(imap_settings,
     world.config["BOUNCE_ADDRESS"] = "bounces@acumen.example"
     _requested(world, dovecot, sink)
     sender = sink.messages[0].mail_from
-    assert sender.startswith("bounces+1-") and sender.endswith("@acumen.example")
+    row_id = scalar(world, "SELECT id FROM outbound WHERE kind = 'magnet'")
+    assert re.fullmatch(rf"bounces\+{row_id}-[0-9a-f]{{12}}@acumen\.example", sender)
     # The remote MTA reports an address rewritten beyond recognition; only the VERP token ties it back.
     _deliver(world, dovecot, dsn([("b.prospect@relay.example", "5.1.1", "failed")], to=sender))
     assert _suppressed(world, "bob@prospect.example")
@@ -174,7 +176,8 @@ def test_a_verp_bounce_is_tied_to_our_send_without_any_message_id(imap_settings,
 def test_a_forged_verp_token_ties_nothing(imap_settings, dovecot, sink, world):
     world.config["BOUNCE_ADDRESS"] = "bounces@acumen.example"
     _requested(world, dovecot, sink)
-    forged = "bounces+1-deadbeef0000@acumen.example"
+    row_id = scalar(world, "SELECT id FROM outbound WHERE kind = 'magnet'")
+    forged = f"bounces+{row_id}-deadbeef0000@acumen.example"
     _deliver(world, dovecot, dsn([("b.prospect@relay.example", "5.1.1", "failed")], to=forged))
     assert not _suppressed(world, "bob@prospect.example")
 
@@ -223,3 +226,29 @@ Subject: Re: Roadmap please
     assert _suppressed(world, "bob@prospect.example")
     assert scalar(world, "SELECT reason FROM suppression WHERE email = 'bob@prospect.example'") == "complaint"
     assert scalar(world, "SELECT state FROM enrollment") == "unsubscribed"
+
+
+def test_mail_that_cannot_be_parsed_is_stored_and_kept_for_review(imap_settings, dovecot, sink, world):
+    garbage = b"\x00\xff\xfe not a message at all \r\n\r\n\x80\x81" * 50
+    message = _deliver(world, dovecot, garbage)
+    assert message.state == "review"
+    assert message.reasons
+    assert scalar(world, "SELECT size FROM inbound_message") >= len(garbage)  # Dovecot may add a header
+    assert sink.messages == []
+
+
+def test_a_huge_request_is_stored_whole_and_answered(imap_settings, dovecot, sink, world):
+    body = "Please send me the Execution Success Roadmap.\n" + ("x" * 76 + "\n") * 70_000
+    message = _deliver(world, dovecot, mail(body=body))
+    assert message.kind == "request" and message.size > 5_000_000
+    assert sink.wait_for(1)[0].rcpt_tos == ["bob@prospect.example"]
+
+
+def test_soft_bounces_suppress_after_the_configured_number(imap_settings, dovecot, sink, world):
+    world.config["SOFT_BOUNCE_LIMIT"] = 2
+    ours = _requested(world, dovecot, sink)
+    _deliver(world, dovecot, dsn([("bob@prospect.example", "5.2.2", "failed")], ours))
+    assert not _suppressed(world, "bob@prospect.example")
+    _deliver(world, dovecot, dsn([("bob@prospect.example", "4.2.2", "failed")], ours))
+    assert _suppressed(world, "bob@prospect.example")
+    assert scalar(world, "SELECT state FROM enrollment") == "bounced"

@@ -121,3 +121,24 @@ def test_without_imap_or_smtp_it_reads_a_maildir_and_writes_an_outbox(make_app, 
     assert [a.get_content() for a in reply.iter_attachments()] == [PDF]
     assert list((tmp_path / "maildir" / "new").iterdir()) == []
     assert _count(app) == 1
+
+
+def test_a_silently_dead_connection_in_idle_is_noticed_and_replaced(imap_settings, dovecot, make_app):
+    from tests.servers import TcpProxy
+
+    proxy = TcpProxy(dovecot.host, dovecot.port).start()
+    app = make_app(
+        IMAP_PORT=proxy.port, IMAP_SECURITY="none", IMAP_TIMEOUT=3, IMAP_WATCHDOG_SECONDS=3, IMAP_IDLE_SECONDS=60
+    )
+    stopping, thread = _poll_in_thread(app)
+    try:
+        assert _wait(lambda: scalar(app, "SELECT count(*) FROM mailbox_state") == 1)
+        time.sleep(1)
+        proxy.freeze()  # packets vanish: no FIN, no error, just silence
+        dovecot.append(mail(sender="during@prospect.example"))
+        assert _wait(lambda: _count(app) == 1, timeout=30), "the poller never noticed the dead connection"
+        assert "timed out" in (scalar(app, "SELECT last_error FROM mailbox_state") or "")
+    finally:
+        stopping.set()
+        thread.join(15)
+        proxy.stop()

@@ -169,14 +169,20 @@ class ImapMailbox:
             self.client.idle_done()  # bounded by the socket read timeout if the link is dead
 
     def _idle_loop(self, deadline: float, stopping: threading.Event) -> None:
+        heard = time.monotonic()
         while not stopping.is_set() and time.monotonic() < deadline:
             started = time.monotonic()
             responses = self.client.idle_check(timeout=5)
+            if responses:
+                heard = time.monotonic()
             if any(not _is_keepalive(r) for r in responses):
                 return
             if not responses and time.monotonic() - started < 1:
                 # readable but nothing to read: the server closed the connection (imapclient #565)
                 raise ConnectionError("IMAP connection closed during IDLE")
+            if time.monotonic() - heard > self.settings["IMAP_WATCHDOG_SECONDS"]:
+                # Silence: leave IDLE and let the next command prove the link is alive (or time out).
+                return
 
     def close(self) -> None:
         if self.client is not None:
