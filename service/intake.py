@@ -116,7 +116,7 @@ def on_request(session, message, parsed, result, settings) -> list[Outbound]:
         contacts.record(session, contact, "request_ignored", "address is suppressed", inbound_id=message.id)
         return []
     enrollment, _ = enrollments.enroll(session, contact, campaign)
-    if _recent_magnet(session, contact, settings["MAGNET_REPEAT_DAYS"]):
+    if outbound.recent_magnet(session, contact.id, settings["MAGNET_REPEAT_DAYS"]):
         _review(message, f"repeat request within {settings['MAGNET_REPEAT_DAYS']} days: no second magnet")
         contacts.record(session, contact, "repeat_request", "magnet already sent recently", inbound_id=message.id)
         return []
@@ -136,17 +136,6 @@ def _asks_again(session: Session, parsed: Parsed, result: Classification) -> boo
     return campaign is not None and any(k.lower() in words for k in campaign.keywords)
 
 
-def _recent_magnet(session: Session, contact: Contact, days: int) -> bool:
-    since = utcnow() - timedelta(days=days)
-    query = select(func.count(Outbound.id)).where(
-        Outbound.contact_id == contact.id,
-        Outbound.kind == "magnet",
-        Outbound.state.in_(("pending", "sending", "sent", "unknown")),
-        Outbound.created_at >= since,
-    )
-    return session.scalar(query) > 0
-
-
 def _known_contact(session: Session, parsed: Parsed) -> Contact | None:
     """Who wrote this: matched through our Message-IDs first (aliases), then by address."""
     rows = outbound.sent_ids(session, (*parsed.in_reply_to, *parsed.references))
@@ -160,13 +149,18 @@ def on_human(session, message, parsed, result, settings) -> list[Outbound]:
     if contact is None:
         _review(message, "human mail from someone we don't know, matching no campaign")
         return []
+    _replied(session, message, contact, parsed.new_text)
+    return []
+
+
+def _replied(session: Session, message: InboundMessage, contact: Contact, text: str) -> None:
+    """A human answered: a hot lead, and every open sequence of theirs stops."""
     message.contact_id = contact.id
     contact.hot = True
     contact.last_activity_at = utcnow()
-    contacts.record(session, contact, "replied", parsed.new_text[:500], inbound_id=message.id)
+    contacts.record(session, contact, "replied", text[:500], inbound_id=message.id)
     for enrollment in enrollments.open_for(session, contact):
         enrollments.move(session, enrollment, enrollments.REPLIED, "the prospect wrote back")
-    return []
 
 
 def on_unsubscribe(session, message, parsed, result, settings) -> list[Outbound]:
@@ -276,6 +270,31 @@ def _postpone(session: Session, contact: Contact, until) -> None:
         ):
             if row.kind == "followup" and row.due_at < back:
                 row.due_at = campaigns.next_open(back, campaign.window, campaign.timezone)
+
+
+CORRECTIONS = ("request", "auto_reply", "human", "bulk")
+
+
+def correct(
+    session: Session, message: InboundMessage, kind: str, settings: dict,
+    campaign_slug: str | None = None, contact: Contact | None = None,
+) -> list[Outbound]:
+    """An admin's override of the classifier, with the same consequences; recorded as a correction."""
+    if kind not in CORRECTIONS:
+        raise ValueError(f"cannot correct a message to {kind!r}")
+    parsed = parse(message.raw)
+    was = message.kind
+    message.kind, message.state, message.campaign_slug = kind, "processed", campaign_slug
+    message.reasons = [*message.reasons, f"corrected by an admin: {was} → {kind}"]
+    rows: list[Outbound] = []
+    if kind == "request":
+        result = Classification(kind="request", campaign=campaign_slug)
+        rows = on_request(session, message, parsed, result, settings)
+    elif kind == "human" and contact is not None:
+        _replied(session, message, contact, parsed.new_text)
+    who = contact or (session.get(Contact, message.contact_id) if message.contact_id else None)
+    contacts.record(session, who, "correction", f"{was} → {kind}", inbound_id=message.id)
+    return rows
 
 
 def on_nothing(session, message, parsed, result, settings) -> list[Outbound]:

@@ -11,7 +11,7 @@ import random
 from datetime import datetime, timedelta
 from email.utils import make_msgid
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from . import contacts
@@ -62,6 +62,47 @@ def plan_magnet(
     return row
 
 
+class LimitError(ValueError):
+    """A send that the per-recipient limit forbids right now."""
+
+
+def recent_magnet(session: Session, contact_id: int, days: int) -> Outbound | None:
+    """The magnet sent (or on its way) to this contact within `days`, if any."""
+    since = utcnow() - timedelta(days=days)
+    query = (
+        select(Outbound)
+        .where(
+            Outbound.contact_id == contact_id, Outbound.kind == "magnet",
+            Outbound.state.in_((PENDING, SENDING, SENT, UNKNOWN)), Outbound.created_at >= since,
+        )
+        .order_by(Outbound.id.desc())
+    )
+    return session.scalars(query).first()
+
+
+def plan_resend(session: Session, enrollment: Enrollment, domain: str, repeat_days: int) -> Outbound:
+    """Send the magnet again, in the same thread as the last one, unless the limit forbids it."""
+    if recent_magnet(session, enrollment.contact_id, repeat_days):
+        raise LimitError(f"a magnet already went to this address in the last {repeat_days} days")
+    last = session.scalars(
+        select(Outbound).where(Outbound.enrollment_id == enrollment.id, Outbound.kind == "magnet")
+        .order_by(Outbound.id.desc())
+    ).first()
+    count = session.scalar(select(func.count(Outbound.id)).where(Outbound.key.like(f"resend:{enrollment.id}:%")))
+    contact_email = enrollment.contact.email
+    row = Outbound(
+        key=f"resend:{enrollment.id}:{count + 1}", kind="magnet", contact_id=enrollment.contact_id,
+        enrollment_id=enrollment.id, to_address=contact_email, message_id=new_message_id(domain),
+        subject=last.subject if last else enrollment.campaign.magnet_subject,
+        in_reply_to=last.message_id if last else None,
+        references=_under(last),
+        due_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
 def plan_next_step(session: Session, enrollment: Enrollment, previous: Outbound, domain: str) -> Outbound | None:
     """Plan the follow-up after `previous`, threaded under it, or complete the sequence."""
     step = _step(enrollment, enrollment.steps_sent + 1)
@@ -79,12 +120,19 @@ def plan_next_step(session: Session, enrollment: Enrollment, previous: Outbound,
         step_position=step.position, to_address=previous.to_address,
         message_id=new_message_id(domain), subject=_thread_subject(previous.subject, step.subject),
         in_reply_to=previous.message_id,
-        references=" ".join([*previous.references.split()[-19:], f"<{previous.message_id}>"]),
+        references=_under(previous),
         due_at=due,
     )
     session.add(row)
     session.flush()
     return row
+
+
+def _under(parent: Outbound | None) -> str:
+    """RFC 5322 §3.6.4: a child's References are the parent's References plus the parent's Message-ID."""
+    if parent is None:
+        return ""
+    return " ".join([*parent.references.split()[-19:], f"<{parent.message_id}>"])
 
 
 def _step(enrollment: Enrollment, position: int) -> Step | None:

@@ -69,3 +69,27 @@ def _pending(job_id: str, redis: Redis) -> bool:
     except NoSuchJobError:
         return False
     return status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED)
+
+
+def health() -> dict:
+    """Queued, scheduled, running and failed jobs, for the dashboard."""
+    from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+
+    q = queue()
+    return {
+        "queued": q.count,
+        "scheduled": ScheduledJobRegistry(queue=q).count,
+        "running": StartedJobRegistry(queue=q).count,
+        "failed": FailedJobRegistry(queue=q).count,
+    }
+
+
+def retry_failed() -> int:
+    """Put every failed job back on the queue; returns how many."""
+    from rq.registry import FailedJobRegistry
+
+    registry = FailedJobRegistry(queue=queue())
+    ids = registry.get_job_ids()
+    for job_id in ids:
+        registry.requeue(job_id)
+    return len(ids)
