@@ -127,6 +127,13 @@ def load(instance_path: str) -> dict:
         "CONSULTANT_COMPANY": env_str("CONSULTANT_COMPANY", "Acumen Management Group"),
         "MAGNET_REPEAT_DAYS": env_int("MAGNET_REPEAT_DAYS", 7),
         "SEND_RETRIES": env_int("SEND_RETRIES", 5),
+        "SEND_RETRY_BASE_SECONDS": env_int("SEND_RETRY_BASE_SECONDS", 30),
+        "SEND_PER_MINUTE": env_int("SEND_PER_MINUTE", 60),
+        "SEND_PER_DAY": env_int("SEND_PER_DAY", 2000),
+        "MAGNET_IN_WINDOW": env_bool("MAGNET_IN_WINDOW", False),
+        "DKIM_SELECTOR": env_str("DKIM_SELECTOR"),
+        "DKIM_PRIVATE_KEY": env_secret("DKIM_PRIVATE_KEY"),
+        "DKIM_DOMAIN": env_str("DKIM_DOMAIN"),
         "SOFT_BOUNCE_LIMIT": env_int("SOFT_BOUNCE_LIMIT", 5),
         "JOB_TIMEOUT": env_int("JOB_TIMEOUT", 180),
         "SESSION_COOKIE_HTTPONLY": True,
@@ -140,6 +147,10 @@ def finish(settings: dict) -> None:
     """Derive the settings that follow from others, after tests' overrides are applied."""
     settings["BASE_URL"] = settings["BASE_URL"].rstrip("/")
     settings["MAIL_DOMAIN"] = _mail_domain(settings["MAIL_FROM"])
+    if settings["SMTP_TIMEOUT"] >= settings["JOB_TIMEOUT"] or settings["IMAP_TIMEOUT"] >= settings["JOB_TIMEOUT"]:
+        # RQ kills a job at JOB_TIMEOUT; a socket must give up first so the failure is ours to record.
+        raise ConfigError("SMTP_TIMEOUT and IMAP_TIMEOUT must be shorter than JOB_TIMEOUT")
+    settings.setdefault("STUCK_AFTER_SECONDS", settings["JOB_TIMEOUT"] + 60)
     secure = settings["BASE_URL"].startswith("https://")
     settings["SESSION_COOKIE_SECURE"] = secure
     settings["REMEMBER_COOKIE_SECURE"] = secure

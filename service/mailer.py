@@ -18,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from .models import Campaign, Contact, Outbound, Step
-from .signing import unsubscribe_token, verp_address, verp_token
+from .signing import dkim_sign, unsubscribe_token, verp_address, verp_token
 
 log = logging.getLogger(__name__)
 LOOP_HEADER = "X-Follow-Through-Loop"
@@ -57,8 +57,16 @@ def _html_from_text(text: str) -> str:
     return "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
 
 
-def compose(row: Outbound, contact: Contact, campaign: Campaign, step: Step | None, settings: dict) -> EmailMessage:
+def sample_contact(address: str) -> Contact:
+    """Who a test send or a preview pretends to write to."""
+    return Contact(id=0, email=address, name="Sample Prospect")
+
+
+def compose(
+    row: Outbound, contact: Contact | None, campaign: Campaign, step: Step | None, settings: dict
+) -> EmailMessage:
     """The complete message for a ledger row, with threading and RFC 8058 headers."""
+    contact = contact or sample_contact(row.to_address)
     ctx = context(contact, campaign, settings)
     text_src, html_src = (step.text, step.html) if step else (campaign.magnet_text, campaign.magnet_html)
     body = render_content(text_src, ctx)
@@ -73,7 +81,7 @@ def compose(row: Outbound, contact: Contact, campaign: Campaign, step: Step | No
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(render_template("email/message.txt", body=body, **footer))
     msg.add_alternative(render_template("email/message.html", body=Markup(html), **footer), subtype="html")
-    if row.kind == "magnet":
+    if row.kind in ("magnet", "test"):
         for asset in campaign.assets:
             maintype, _, subtype = asset.content_type.partition("/")
             msg.add_attachment(asset.data, maintype=maintype, subtype=subtype, filename=asset.filename)
@@ -83,7 +91,7 @@ def compose(row: Outbound, contact: Contact, campaign: Campaign, step: Step | No
 def _headers(msg: EmailMessage, row: Outbound, contact: Contact, settings: dict) -> None:
     msg["From"] = settings["MAIL_FROM"]
     msg["To"] = formataddr((contact.name, row.to_address)) if contact.name else row.to_address
-    msg["Subject"] = row.subject
+    msg["Subject"] = f"[Test] {row.subject}" if row.kind == "test" else row.subject
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = f"<{row.message_id}>"
     if row.in_reply_to:
@@ -105,8 +113,13 @@ def envelope_sender(row: Outbound, settings: dict) -> str:
     return parseaddr(settings["MAIL_FROM"])[1]
 
 
-def to_bytes(msg: EmailMessage) -> bytes:
-    return msg.as_bytes(policy=SMTP)
+def to_bytes(msg: EmailMessage, settings: dict) -> bytes:
+    """The final bytes, DKIM-signed when a selector and key are configured."""
+    raw = msg.as_bytes(policy=SMTP)
+    if settings.get("DKIM_SELECTOR") and settings.get("DKIM_PRIVATE_KEY"):
+        domain = settings.get("DKIM_DOMAIN") or settings["MAIL_DOMAIN"]
+        raw = dkim_sign(raw, settings["DKIM_SELECTOR"], domain, settings["DKIM_PRIVATE_KEY"].encode())
+    return raw
 
 
 class Transport:

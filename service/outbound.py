@@ -53,7 +53,7 @@ def plan_magnet(
     chain = [*references, parent] if parent else list(references)
     row = Outbound(
         key=key, kind="magnet", contact_id=enrollment.contact_id, enrollment_id=enrollment.id,
-        inbound_id=inbound.id, to_address=to, message_id=new_message_id(domain),
+        campaign_id=enrollment.campaign_id, inbound_id=inbound.id, to_address=to, message_id=new_message_id(domain),
         subject=_thread_subject(subject, enrollment.campaign.magnet_subject),
         in_reply_to=parent, references=" ".join(f"<{r}>" for r in chain[-20:]), due_at=utcnow(),
     )
@@ -89,10 +89,10 @@ def plan_resend(session: Session, enrollment: Enrollment, domain: str, repeat_da
         .order_by(Outbound.id.desc())
     ).first()
     count = session.scalar(select(func.count(Outbound.id)).where(Outbound.key.like(f"resend:{enrollment.id}:%")))
-    contact_email = enrollment.contact.email
     row = Outbound(
         key=f"resend:{enrollment.id}:{count + 1}", kind="magnet", contact_id=enrollment.contact_id,
-        enrollment_id=enrollment.id, to_address=contact_email, message_id=new_message_id(domain),
+        enrollment_id=enrollment.id, campaign_id=enrollment.campaign_id, to_address=enrollment.contact.email,
+        message_id=new_message_id(domain),
         subject=last.subject if last else enrollment.campaign.magnet_subject,
         in_reply_to=last.message_id if last else None,
         references=_under(last),
@@ -117,6 +117,7 @@ def plan_next_step(session: Session, enrollment: Enrollment, previous: Outbound,
     due = next_open(previous.sent_at + parse_delay(step.after), campaign.window, campaign.timezone)
     row = Outbound(
         key=key, kind="followup", contact_id=enrollment.contact_id, enrollment_id=enrollment.id,
+        campaign_id=enrollment.campaign_id,
         step_position=step.position, to_address=previous.to_address,
         message_id=new_message_id(domain), subject=_thread_subject(previous.subject, step.subject),
         in_reply_to=previous.message_id,
@@ -160,7 +161,7 @@ def stop_reason(session: Session, row: Outbound) -> str | None:
     if contacts.is_suppressed(session, row.to_address):
         return "address is suppressed"
     if row.enrollment_id is None:
-        return None
+        return None  # a test send to the admin
     enrollment = session.get(Enrollment, row.enrollment_id)
     if not enrollment.campaign.active:
         return "campaign is not active"
@@ -180,16 +181,24 @@ def mark_sent(row: Outbound, response: str) -> None:
     row.smtp_response = response
 
 
-def retry_later(row: Outbound, error: str, limit: int) -> bool:
+def retry_later(row: Outbound, error: str, limit: int, base: float = 30) -> bool:
     """Put a temporarily failed row back with exponential backoff and jitter; False when out of tries."""
     row.smtp_response = error
     if row.attempts >= limit:
         row.state = FAILED
         return False
     row.state = PENDING
-    delay = min(3600, 30 * 2 ** (row.attempts - 1)) * random.uniform(0.8, 1.2)
+    delay = min(3600, base * 2 ** (row.attempts - 1)) * random.uniform(0.8, 1.2)
     row.due_at = utcnow() + timedelta(seconds=delay)
     return True
+
+
+def defer(row: Outbound, until: datetime, why: str) -> None:
+    """Hand a claimed row back untouched, to go at `until` (window closed, pace reached)."""
+    row.state = PENDING
+    row.attempts -= 1
+    row.due_at = until
+    row.note = why
 
 
 def fail(row: Outbound, error: str) -> None:

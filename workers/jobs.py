@@ -10,14 +10,16 @@ from datetime import timedelta
 from flask import Flask, current_app
 from rq import Retry
 
-from service import contacts, create_app, intake, outbound, queue
+from service import contacts, create_app, intake, outbound, queue, throttle
+from service.campaigns import next_open
 from service.extensions import db
 from service.mailer import SendError, Transport, compose, envelope_sender, to_bytes
-from service.models import Contact, Enrollment, InboundMessage, Outbound, utcnow
+from service.models import Campaign, Contact, Enrollment, InboundMessage, Outbound, utcnow
+
+from .imap import copy_to_sent
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
-_transport: dict[int, Transport] = {}
 
 
 def _app() -> Flask:
@@ -28,11 +30,11 @@ def _app() -> Flask:
 
 
 def transport(settings: dict) -> Transport:
-    """One SMTP connection per process, reused across jobs."""
-    pid = os.getpid()
-    if pid not in _transport:
-        _transport[pid] = Transport(settings)
-    return _transport[pid]
+    """One SMTP connection per worker process (and app), reused across jobs."""
+    per_process = current_app.extensions.setdefault("ft_transport", {})
+    if os.getpid() not in per_process:
+        per_process[os.getpid()] = Transport(settings)
+    return per_process[os.getpid()]
 
 
 def queue_inbound(message_id: int) -> bool:
@@ -87,10 +89,17 @@ def send(row_id: int) -> str:
         reason = outbound.stop_reason(session, row)
         if reason:
             outbound.cancel(row, reason)
-            contacts.record(session, session.get(Contact, row.contact_id), "send_cancelled", reason, outbound_id=row.id)
+            contact = session.get(Contact, row.contact_id) if row.contact_id else None
+            contacts.record(session, contact, "send_cancelled", reason, outbound_id=row.id)
             session.commit()
             return f"cancelled: {reason}"
-        return _deliver(session, row, settings)
+        campaign = session.get(Campaign, row.campaign_id)
+        later = _must_wait(row, campaign, settings)
+        if later:
+            session.commit()
+            queue_send(row)
+            return f"deferred: {row.note}"
+        return _deliver(session, row, campaign, settings)
 
 
 def _not_claimed(row_id: int) -> str:
@@ -101,13 +110,26 @@ def _not_claimed(row_id: int) -> str:
     return f"already {row.state if row else 'gone'}"
 
 
-def _deliver(session, row: Outbound, settings: dict) -> str:
-    contact = session.get(Contact, row.contact_id)
-    enrollment = session.get(Enrollment, row.enrollment_id)
-    campaign = enrollment.campaign
+def _must_wait(row: Outbound, campaign: Campaign, settings: dict) -> bool:
+    """Follow-ups keep to the sending window; every send keeps to the deployment-wide pace."""
+    now = utcnow()
+    if row.kind == "followup" or (row.kind == "magnet" and settings["MAGNET_IN_WINDOW"]):
+        opens = next_open(now, campaign.window, campaign.timezone)
+        if opens > now + timedelta(seconds=1):
+            outbound.defer(row, opens, f"waiting for the sending window ({campaign.window}, {campaign.timezone})")
+            return True
+    later = throttle.take_slot(queue.connection(), settings["SEND_PER_MINUTE"], settings["SEND_PER_DAY"], now)
+    if later:
+        outbound.defer(row, later, "pace limit reached (SEND_PER_MINUTE / SEND_PER_DAY)")
+        return True
+    return False
+
+
+def _deliver(session, row: Outbound, campaign: Campaign, settings: dict) -> str:
+    contact = session.get(Contact, row.contact_id) if row.contact_id else None
     step = next((s for s in campaign.steps if s.position == row.step_position), None)
     try:
-        raw = to_bytes(compose(row, contact, campaign, step, settings))
+        raw = to_bytes(compose(row, contact, campaign, step, settings), settings)
     except Exception as exc:  # a template an admin broke: keep the row, show the error
         outbound.fail(row, f"could not build the message: {exc}")
         session.commit()
@@ -120,14 +142,18 @@ def _deliver(session, row: Outbound, settings: dict) -> str:
         return _send_failed(session, row, contact, exc, settings)
     outbound.mark_sent(row, response)
     contacts.record(session, contact, f"{row.kind}_sent", row.subject, outbound_id=row.id)
-    nxt = _advance(session, enrollment, row, settings)
+    nxt = _advance(session, row, settings)
     session.commit()
+    copy_to_sent(settings, raw)
     if nxt is not None:
         queue_send(nxt)
     return f"sent: {response}"
 
 
-def _advance(session, enrollment: Enrollment, row: Outbound, settings: dict) -> Outbound | None:
+def _advance(session, row: Outbound, settings: dict) -> Outbound | None:
+    enrollment = session.get(Enrollment, row.enrollment_id) if row.enrollment_id else None
+    if enrollment is None:
+        return None
     if row.kind == "followup":
         enrollment.steps_sent = row.step_position
     if enrollment.state != "active":
@@ -144,7 +170,7 @@ def _send_failed(session, row: Outbound, contact: Contact, exc: SendError, setti
         contacts.record(session, contact, "send_failed", str(exc), outbound_id=row.id)
         session.commit()
         return f"failed: {exc}"
-    again = outbound.retry_later(row, str(exc), settings["SEND_RETRIES"])
+    again = outbound.retry_later(row, str(exc), settings["SEND_RETRIES"], settings["SEND_RETRY_BASE_SECONDS"])
     contacts.record(session, contact, "send_deferred" if again else "send_failed", str(exc), outbound_id=row.id)
     session.commit()
     if again:
@@ -156,7 +182,7 @@ def reconcile() -> str:
     """Queue again whatever the database says is due or stuck (Redis may have lost it)."""
     with _app().app_context():
         session, settings = db.session, current_app.config
-        stuck = outbound.expire_stuck(session, timedelta(seconds=settings["JOB_TIMEOUT"] + 60))
+        stuck = outbound.expire_stuck(session, timedelta(seconds=settings["STUCK_AFTER_SECONDS"]))
         for row in stuck:
             log.error("ledger row #%s was left mid-send; marked unknown", row.id)
         session.commit()

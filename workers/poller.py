@@ -19,7 +19,7 @@ from itertools import islice
 from pathlib import Path
 
 from flask import Flask
-from imapclient import IMAPClient, SocketTimeout
+from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from sqlalchemy import select
 
@@ -27,6 +27,7 @@ from service import intake
 from service.extensions import db
 from service.models import InboundMessage, MailboxState, utcnow
 
+from . import imap
 from .jobs import queue_inbound
 
 log = logging.getLogger(__name__)
@@ -86,16 +87,8 @@ class ImapMailbox:
         self.info: dict = {}
 
     def connect(self) -> None:
-        s = self.settings
-        timeout = SocketTimeout(connect=15, read=s["IMAP_TIMEOUT"])
-        context = ssl.create_default_context(cafile=s.get("IMAP_CAFILE"))
-        use_ssl = s["IMAP_SECURITY"] == "ssl"
-        client = IMAPClient(s["IMAP_HOST"], port=s["IMAP_PORT"], ssl=use_ssl, ssl_context=context, timeout=timeout)
-        if s["IMAP_SECURITY"] == "starttls":
-            client.starttls(context)
-        client.login(s["IMAP_USERNAME"], s["IMAP_PASSWORD"] or "")
-        client.normalise_times = False  # keep INTERNALDATE aware, not local naive time
-        self.info = client.select_folder(s["IMAP_FOLDER"])
+        client = imap.connect(self.settings)
+        self.info = client.select_folder(self.settings["IMAP_FOLDER"])
         self.client = client
         log.info("connected to %s", self.name)
 

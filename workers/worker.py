@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
-from rq import Worker
+from rq import SimpleWorker
 
 from service import queue
 from service.extensions import db
@@ -16,12 +16,12 @@ log = logging.getLogger(__name__)
 RECONCILE_SECONDS = 60
 
 
-class AppWorker(Worker):
-    """Each forked work-horse drops the parent's pooled DB connections before a job."""
+class AppWorker(SimpleWorker):
+    """Jobs run in this process, so one SMTP connection (and DB pool) serves job after job.
 
-    def perform_job(self, job, queue):
-        db.engine.dispose(close=False)
-        return super().perform_job(job, queue)
+    RQ's forking Worker would open a fresh SMTP session per job in a throw-away child.
+    Jobs here are short and bounded by socket timeouts below the job timeout.
+    """
 
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()
