@@ -136,6 +136,7 @@ def load(instance_path: str) -> dict:
         "DKIM_DOMAIN": env_str("DKIM_DOMAIN"),
         "SOFT_BOUNCE_LIMIT": env_int("SOFT_BOUNCE_LIMIT", 5),
         "JOB_TIMEOUT": env_int("JOB_TIMEOUT", 180),
+        "STUCK_AFTER_SECONDS": env_int("STUCK_AFTER_SECONDS", 0),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "PERMANENT_SESSION_LIFETIME": env_int("SESSION_HOURS", 12) * 3600,
@@ -150,7 +151,8 @@ def finish(settings: dict) -> None:
     if settings["SMTP_TIMEOUT"] >= settings["JOB_TIMEOUT"] or settings["IMAP_TIMEOUT"] >= settings["JOB_TIMEOUT"]:
         # RQ kills a job at JOB_TIMEOUT; a socket must give up first so the failure is ours to record.
         raise ConfigError("SMTP_TIMEOUT and IMAP_TIMEOUT must be shorter than JOB_TIMEOUT")
-    settings.setdefault("STUCK_AFTER_SECONDS", settings["JOB_TIMEOUT"] + 60)
+    if not settings.get("STUCK_AFTER_SECONDS"):
+        settings["STUCK_AFTER_SECONDS"] = settings["JOB_TIMEOUT"] + 60
     secure = settings["BASE_URL"].startswith("https://")
     settings["SESSION_COOKIE_SECURE"] = secure
     settings["REMEMBER_COOKIE_SECURE"] = secure

@@ -153,6 +153,8 @@ class Transport:
                     smtp.rset()
                     raise _error(code, text)
             code, text = smtp.data(raw)
+            if code != 250:  # smtplib.data() only raises for the 354 step, not for the final reply
+                raise _error(code, text)
             return f"{code} {text.decode(errors='replace')}"
         except smtplib.SMTPServerDisconnected:
             raise

@@ -669,6 +669,8 @@ class _SinkHandler:
     async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
+        with self.sink._lock:
+            self.sink.peers.add(tuple(session.peer))  # one entry per TCP connection (its source port)
         refusal = self.sink._refusal("RCPT", address)
         if refusal:
             return refusal
@@ -687,6 +689,9 @@ class _SinkHandler:
         )
         with self.sink._lock:
             self.sink._messages.append(message)
+        if self.sink.data_delay:
+            # Accepted but not yet acknowledged: a client killed now never learns the outcome.
+            await asyncio.sleep(self.sink.data_delay)
         return "250 2.0.0 Message accepted for delivery"
 
 
@@ -702,6 +707,8 @@ class SmtpSink:
         self.host = host
         self.port = port or 0
         self.hang = False
+        self.data_delay = 0.0
+        self.peers: set[tuple] = set()
         self._lock = threading.Lock()
         self._messages: list[ReceivedMessage] = []
         self._failures: dict[str, list[str]] = {"DATA": [], "RCPT": []}
@@ -762,7 +769,9 @@ class SmtpSink:
             self._messages.clear()
             self._failures = {"DATA": [], "RCPT": []}
             self._rejected.clear()
+            self.peers.clear()
         self.hang = False
+        self.data_delay = 0.0
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedMessage]:
         """Wait until at least ``count`` messages were accepted; returns all of them."""
