@@ -288,3 +288,15 @@ def test_a_row_left_mid_send_becomes_unknown_and_is_never_resent(world, sink):
     [row] = rows(world, kind="followup")
     assert row.state == "unknown" and "may or may not" in row.note
     assert len(sink.messages) == 1
+
+
+def test_the_magnet_can_be_told_to_wait_for_the_window_too(world, sink):
+    world.config["MAGNET_IN_WINDOW"] = True
+    with world.app_context():
+        db.session.execute(update(Campaign).values(window="sun 03:00-03:01", timezone="Pacific/Kiritimati"))
+        db.session.commit()
+    ask(world, "bob@prospect.example")
+    run_worker(world)
+    [row] = rows(world, kind="magnet")
+    assert row.state == "pending" and "sending window" in row.note
+    assert sink.messages == []

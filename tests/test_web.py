@@ -61,3 +61,17 @@ def test_healthz_says_when_redis_is_down(make_app):
     app = make_app(REDIS_URL="redis://127.0.0.1:1/0")
     report = app.test_client().get("/healthz")
     assert report.json["redis"].startswith("error")
+
+
+def test_healthz_reports_the_pollers_lag_and_last_error(app):
+    from datetime import UTC, datetime, timedelta
+
+    from service.models import MailboxState
+
+    with app.app_context():
+        db.session.add(MailboxState(mailbox="imap://x@y/INBOX", last_poll_at=datetime.now(UTC) - timedelta(seconds=90),
+                                    last_error="TimeoutError: timed out"))
+        db.session.commit()
+    [poller] = app.test_client().get("/healthz").json["poller"]
+    assert 89 <= poller["lag_seconds"] <= 100
+    assert poller["last_error"] == "TimeoutError: timed out"
