@@ -532,6 +532,9 @@ _AUTO_SUBJECT = re.compile(
     r"|\bautoreply\b|\bauto-reply\b|\bautoresponder\b|abwesenheitsnotiz|r[ée]ponse\s+automatique",
     re.IGNORECASE,
 )
+# A person's reply or forward ("Re: out of office next week?") is not an auto-reply by its subject.
+_HUMAN_PREFIX = re.compile(r"^\s*(?:re|aw|sv|fw|fwd|wg|tr|rv|antw)\s*:", re.IGNORECASE)
+_MARKED_AUTO = re.compile(r"\(automatic\s+(?:reply|response)\)|^\s*\w+\s*:\s*(?:auto:|automatic\s+reply)", re.I)
 # Ticket systems and shared inboxes acknowledging receipt (not a person answering).
 _ACK_SUBJECT = re.compile(
     r"empfangsbest\S{0,24}tigung|eingangsbest(?:ä|ae)tigung|accus[ée]\s+de\s+r[ée]ception"
@@ -569,7 +572,7 @@ def auto_reply_signals(p: Parsed) -> list[str]:
     reasons = _auto_header_signals(h)
     if bounces.is_null(h, "Return-Path"):
         reasons.append("Return-Path <> (RFC 3834 §2: never answer a null sender)")
-    if _AUTO_SUBJECT.search(p.subject):
+    if _AUTO_SUBJECT.search(p.subject) and (not _HUMAN_PREFIX.match(p.subject) or _MARKED_AUTO.search(p.subject)):
         reasons.append(f"Subject looks automatic: {p.subject[:80]!r}")
     if _ACK_SUBJECT.search(p.subject) or (_TICKET_SUBJECT.search(p.subject) and reasons):
         reasons.append(f"Subject is a receipt acknowledgement: {p.subject[:80]!r}")

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from . import campaigns, contacts, enrollments, outbound
 from .inbound import Classification, Identity, Parsed, classify, parse
 from .mailer import unsubscribe_address
-from .models import Contact, Event, InboundMessage, Outbound, utcnow
+from .models import Contact, Enrollment, Event, InboundMessage, Outbound, utcnow
 from .signing import read_verp_token
 
 log = logging.getLogger(__name__)
@@ -186,12 +186,16 @@ def unsubscribe(session: Session, address: str, how: str, inbound_id: int | None
 def on_bounce(session, message, parsed, result, settings) -> list[Outbound]:
     bounce = result.bounce or {}
     original = _bounced_row(session, bounce, settings)
-    for rcpt in bounce.get("recipients", []):
-        contact = _bounced_contact(session, rcpt.get("address"), original)
+    recipients = bounce.get("recipients", [])
+    for rcpt in recipients:
+        if rcpt.get("action") not in ("failed", "", None):
+            continue  # RFC 3464 §2.3.3: delayed, relayed or delivered changes nothing
+        tied = original if len(recipients) == 1 else None
+        contact = _bounced_contact(session, rcpt.get("address"), tied)
         if contact is None:
             continue
         message.contact_id = contact.id
-        _apply_bounce(session, contact, rcpt, settings, message.id)
+        _apply_bounce(session, contact, rcpt, settings, message.id, tied)
     if message.contact_id is None:
         message.reasons = [*message.reasons, "bounce for mail we never sent: nothing changed"]
     return []
@@ -220,7 +224,9 @@ def _bounced_contact(session: Session, address: str | None, original: Outbound |
     return contact if sent else None
 
 
-def _apply_bounce(session, contact: Contact, rcpt: dict, settings: dict, inbound_id: int) -> None:
+def _apply_bounce(
+    session, contact: Contact, rcpt: dict, settings: dict, inbound_id: int, original: Outbound | None
+) -> None:
     status = rcpt.get("status") or "?"
     if rcpt.get("permanent"):
         contacts.suppress(session, contact.email, "bounced", f"permanent bounce {status}")
@@ -228,6 +234,10 @@ def _apply_bounce(session, contact: Contact, rcpt: dict, settings: dict, inbound
         enrollments.stop_all(session, contact, enrollments.BOUNCED, f"address bounced ({status})")
         return
     contacts.record(session, contact, "bounce_soft", f"status {status}", inbound_id=inbound_id)
+    # A mailbox full or a policy block: this sequence stops, the address stays usable for now.
+    stopped = [session.get(Enrollment, original.enrollment_id)] if original and original.enrollment_id else None
+    for enrollment in stopped or enrollments.open_for(session, contact):
+        enrollments.move(session, enrollment, enrollments.BOUNCED, f"delivery failed ({status}), address kept")
     limit = settings.get("SOFT_BOUNCE_LIMIT", 5)
     if _count_events(session, contact, "bounce_soft") >= limit:
         contacts.suppress(session, contact.email, "bounced", f"{limit} soft bounces")

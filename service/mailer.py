@@ -26,12 +26,21 @@ _sandbox = SandboxedEnvironment(autoescape=False)
 
 
 class SendError(Exception):
-    """SMTP said no, or could not be reached; `permanent` tells whether retrying can help."""
+    """SMTP said no, or could not be reached.
 
-    def __init__(self, text: str, permanent: bool = False, code: int | None = None):
+    `permanent`: retrying cannot help. `uncertain`: the message was handed over and no answer
+    came, so the server may have accepted it; resending could deliver it twice (RFC 1047).
+    """
+
+    def __init__(self, text: str, permanent: bool = False, code: int | None = None, uncertain: bool = False):
         super().__init__(text)
         self.permanent = permanent
         self.code = code
+        self.uncertain = uncertain
+
+
+class _Stale(Exception):
+    """The connection was gone before anything was sent."""
 
 
 def unsubscribe_address(settings: dict) -> str:
@@ -135,29 +144,42 @@ class Transport:
     def send(self, raw: bytes, sender: str, recipient: str, name: str) -> str:
         if not self.settings.get("SMTP_HOST"):
             return self._to_outbox(raw, name)
-        for attempt in (1, 2):
-            try:
-                return self._deliver(raw, sender, recipient)
-            except (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-                self.close()
-                if attempt == 2:
-                    raise SendError(f"connection lost: {exc}") from exc
-        raise AssertionError("unreachable")
+        reused = self.smtp is not None
+        try:
+            return self._deliver(raw, sender, recipient)
+        except _Stale as exc:
+            self.close()
+            if not reused:
+                raise SendError(f"connection lost: {exc}") from exc
+        return self._deliver(raw, sender, recipient)  # the kept-alive connection had died: one fresh try
 
     def _deliver(self, raw: bytes, sender: str, recipient: str) -> str:
+        """MAIL, RCPT, DATA; a failure after the message was handed over is reported as uncertain."""
+        smtp = self._envelope(sender, recipient)
+        try:
+            code, text = smtp.data(raw)
+        except smtplib.SMTPResponseException as exc:  # refused at the 354 step: nothing was sent
+            self._reset()
+            raise _error(exc.smtp_code, exc.smtp_error) from exc
+        except OSError as exc:  # timed out or cut after the bytes went: the server may have taken it
+            self.close()
+            raise SendError(f"no final answer after DATA: {exc}", uncertain=True) from exc
+        if code != 250:  # smtplib.data() only raises for the 354 step, not for the final reply
+            raise _error(code, text)
+        return f"{code} {text.decode(errors='replace')}"
+
+    def _envelope(self, sender: str, recipient: str) -> smtplib.SMTP:
         try:
             smtp = self._connect()
             smtp.ehlo_or_helo_if_needed()
-            for code, text in (smtp.mail(sender), smtp.rcpt(recipient)):
+            for command, argument in ((smtp.mail, sender), (smtp.rcpt, recipient)):
+                code, text = command(argument)
                 if code not in (250, 251):
-                    smtp.rset()
+                    self._reset()
                     raise _error(code, text)
-            code, text = smtp.data(raw)
-            if code != 250:  # smtplib.data() only raises for the 354 step, not for the final reply
-                raise _error(code, text)
-            return f"{code} {text.decode(errors='replace')}"
-        except smtplib.SMTPServerDisconnected:
-            raise
+            return smtp
+        except smtplib.SMTPServerDisconnected as exc:
+            raise _Stale(str(exc)) from exc
         except smtplib.SMTPResponseException as exc:
             self._reset()
             raise _error(exc.smtp_code, exc.smtp_error) from exc

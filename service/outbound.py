@@ -201,6 +201,12 @@ def defer(row: Outbound, until: datetime, why: str) -> None:
     row.note = why
 
 
+def mark_unknown(row: Outbound, why: str) -> None:
+    """The server may or may not have the message: show it, never resend it blindly."""
+    row.state = UNKNOWN
+    row.note = why
+
+
 def fail(row: Outbound, error: str) -> None:
     row.state = FAILED
     row.smtp_response = error
@@ -224,8 +230,7 @@ def expire_stuck(session: Session, older_than: timedelta) -> list[Outbound]:
         session.scalars(select(Outbound).where(Outbound.state == SENDING, Outbound.claimed_at < cutoff))
     )
     for row in rows:
-        row.state = UNKNOWN
-        row.note = "worker stopped mid-send; the server may or may not have accepted it"
+        mark_unknown(row, "worker stopped mid-send; the server may or may not have accepted it")
     return rows
 
 

@@ -47,12 +47,22 @@ def test_a_permanent_bounce_suppresses_the_address_and_ends_the_sequence(imap_se
     assert scalar(world, "SELECT count(*) FROM outbound WHERE state = 'pending'") == 0
 
 
-def test_a_full_mailbox_is_counted_but_not_suppressed(imap_settings, dovecot, sink, world):
+def test_a_full_mailbox_stops_the_sequence_but_keeps_the_address(imap_settings, dovecot, sink, world):
     ours = _requested(world, dovecot, sink)
     _deliver(world, dovecot, dsn([("bob@prospect.example", "5.2.2", "failed")], ours))
     assert not _suppressed(world, "bob@prospect.example")
     assert scalar(world, "SELECT count(*) FROM event WHERE kind = 'bounce_soft'") == 1
+    assert scalar(world, "SELECT state FROM enrollment") == "bounced"
+
+
+def test_delay_notices_change_nothing(imap_settings, dovecot, sink, world):
+    world.config["SOFT_BOUNCE_LIMIT"] = 2
+    ours = _requested(world, dovecot, sink)
+    for _ in range(3):
+        _deliver(world, dovecot, dsn([("bob@prospect.example", "4.4.7", "delayed")], ours))
+    assert not _suppressed(world, "bob@prospect.example")
     assert scalar(world, "SELECT state FROM enrollment") == "active"
+    assert scalar(world, "SELECT count(*) FROM event WHERE kind LIKE 'bounce%'") == 0
 
 
 def test_a_two_recipient_report_only_suppresses_the_permanent_one(imap_settings, dovecot, sink, world):
@@ -249,6 +259,6 @@ def test_soft_bounces_suppress_after_the_configured_number(imap_settings, doveco
     ours = _requested(world, dovecot, sink)
     _deliver(world, dovecot, dsn([("bob@prospect.example", "5.2.2", "failed")], ours))
     assert not _suppressed(world, "bob@prospect.example")
-    _deliver(world, dovecot, dsn([("bob@prospect.example", "4.2.2", "failed")], ours))
+    _deliver(world, dovecot, dsn([("bob@prospect.example", "5.7.1", "failed")], ours))
     assert _suppressed(world, "bob@prospect.example")
     assert scalar(world, "SELECT state FROM enrollment") == "bounced"

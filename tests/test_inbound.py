@@ -542,3 +542,10 @@ def test_hostile_inputs_never_raise(raw: bytes):
     result = run(raw)
     assert result.kind in KINDS
     assert result.reasons
+
+
+def test_a_human_reply_about_an_out_of_office_is_not_an_auto_reply():
+    raw = (b"From: Bob <bob@prospect.example>\r\nTo: roadmap@acumen.example\r\n"
+           b"Subject: Re: out of office next week, let's talk after\r\nMessage-ID: <h1@prospect.example>\r\n\r\n"
+           b"I'm away next week; can we talk the week after?\r\n")
+    assert classify(raw).kind == "human"

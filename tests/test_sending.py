@@ -300,3 +300,34 @@ def test_the_magnet_can_be_told_to_wait_for_the_window_too(world, sink):
     [row] = rows(world, kind="magnet")
     assert row.state == "pending" and "sending window" in row.note
     assert sink.messages == []
+
+
+def test_no_answer_after_data_is_unknown_not_a_second_copy(world, sink):
+    world.config.update(SMTP_TIMEOUT=1, SEND_RETRY_BASE_SECONDS=0.1)
+    sink.data_delay = 3  # takes the message, then keeps silent past our timeout
+    ask(world, "bob@prospect.example")
+    run_worker(world)
+    time.sleep(3)
+    run_worker(world)
+    assert len(sink.messages) == 1
+    [row] = rows(world, kind="magnet")
+    assert row.state == "unknown" and "no final answer after DATA" in row.note
+    assert scalar(world, "SELECT count(*) FROM event WHERE kind = 'send_unknown'") == 1
+
+
+def test_an_unknown_user_without_an_enhanced_code_still_suppresses_and_stops(world, sink):
+    sink.reject_rcpt("bob@prospect.example", "550 No such user here")
+    ask(world, "bob@prospect.example")
+    run_worker(world)
+    with world.app_context():
+        assert contacts.is_suppressed(db.session, "bob@prospect.example")
+    assert scalar(world, "SELECT state FROM enrollment") == "bounced"
+
+
+def test_a_sender_side_5_1_7_does_not_suppress_the_recipient(world, sink):
+    sink.reject_rcpt("bob@prospect.example", "550 5.1.7 Invalid sender address")
+    ask(world, "bob@prospect.example")
+    run_worker(world)
+    assert rows(world, kind="magnet")[0].state == "failed"
+    with world.app_context():
+        assert not contacts.is_suppressed(db.session, "bob@prospect.example")

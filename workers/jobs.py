@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import traceback
 from datetime import timedelta
 
 from flask import Flask, current_app
 from rq import Retry
 
-from service import contacts, create_app, intake, outbound, queue, throttle
+from service import contacts, create_app, enrollments, intake, outbound, queue, throttle
+from service.bounces import is_permanent
 from service.campaigns import next_open
 from service.extensions import db
 from service.mailer import SendError, Transport, compose, envelope_sender, to_bytes
@@ -20,6 +22,7 @@ from .imap import copy_to_sent
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
+ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 def _app() -> Flask:
@@ -135,11 +138,16 @@ def _deliver(session, row: Outbound, campaign: Campaign, settings: dict) -> str:
         session.commit()
         return "failed: template"
     row.raw = raw
+    row_id, sender, recipient = row.id, envelope_sender(row, settings), row.to_address
+    name = f"{row.id}-{row.kind}"
     session.commit()  # Message-ID and bytes are on record before SMTP sees anything
+    session.close()  # and no transaction (no SQLite write lock) is held while SMTP talks
     try:
-        response = transport(settings).send(raw, envelope_sender(row, settings), row.to_address, f"{row.id}-{row.kind}")
+        response = transport(settings).send(raw, sender, recipient, name)
     except SendError as exc:
-        return _send_failed(session, row, contact, exc, settings)
+        return _send_failed(session, row_id, exc, settings)
+    row = session.get(Outbound, row_id)
+    contact = session.get(Contact, row.contact_id) if row.contact_id else None
     outbound.mark_sent(row, response)
     contacts.record(session, contact, f"{row.kind}_sent", row.subject, outbound_id=row.id)
     nxt = _advance(session, row, settings)
@@ -161,21 +169,36 @@ def _advance(session, row: Outbound, settings: dict) -> Outbound | None:
     return outbound.plan_next_step(session, enrollment, row, settings["MAIL_DOMAIN"])
 
 
-def _send_failed(session, row: Outbound, contact: Contact, exc: SendError, settings: dict) -> str:
+def _send_failed(session, row_id: int, exc: SendError, settings: dict) -> str:
+    row = session.get(Outbound, row_id)
     log.warning("send #%s to %s failed: %s", row.id, row.to_address, exc)
-    if exc.permanent:
+    contact = session.get(Contact, row.contact_id) if row.contact_id else None
+    if exc.uncertain:
+        outbound.mark_unknown(row, str(exc))
+        contacts.record(session, contact, "send_unknown", str(exc), outbound_id=row.id)
+    elif exc.permanent:
         outbound.fail(row, str(exc))
-        if " 5.1." in f" {exc}":  # RFC 3463: 5.1.x means the address itself is bad
-            contacts.suppress(session, row.to_address, "bounced", str(exc))
         contacts.record(session, contact, "send_failed", str(exc), outbound_id=row.id)
-        session.commit()
-        return f"failed: {exc}"
-    again = outbound.retry_later(row, str(exc), settings["SEND_RETRIES"], settings["SEND_RETRY_BASE_SECONDS"])
-    contacts.record(session, contact, "send_deferred" if again else "send_failed", str(exc), outbound_id=row.id)
+        _address_refused(session, row, contact, str(exc))
+    elif outbound.retry_later(row, str(exc), settings["SEND_RETRIES"], settings["SEND_RETRY_BASE_SECONDS"]):
+        contacts.record(session, contact, "send_deferred", str(exc), outbound_id=row.id)
+    else:
+        gave_up = f"gave up after {row.attempts} tries: {exc}"
+        contacts.record(session, contact, "send_failed", gave_up, outbound_id=row.id)
     session.commit()
-    if again:
+    if row.state == outbound.PENDING:
         queue_send(row)
-    return f"{'retrying' if again else 'failed'}: {exc}"
+    return f"{row.state}: {exc}"
+
+
+def _address_refused(session, row: Outbound, contact: Contact | None, reply: str) -> None:
+    """A 5xx naming a bad address (RFC 3463 5.1.x user/host unknown) suppresses it and ends its sequences."""
+    status = ENHANCED_STATUS.search(reply)
+    if not is_permanent("failed", status[1] if status else None, reply):
+        return
+    contacts.suppress(session, row.to_address, "bounced", reply)
+    if contact is not None:
+        enrollments.stop_all(session, contact, enrollments.BOUNCED, f"the server refused the address: {reply}")
 
 
 def reconcile() -> str:
