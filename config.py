@@ -98,7 +98,7 @@ def load(instance_path: str) -> dict:
         "EMBEDDED_REDIS_DB": str(instance / "redis.db"),
         "QUEUE_NAME": env_str("QUEUE_NAME", "followthrough"),
         "IMAP_HOST": env_str("IMAP_HOST"),
-        "IMAP_PORT": env_int("IMAP_PORT", 993),
+        "IMAP_PORT": env_int("IMAP_PORT", 0),
         "IMAP_USERNAME": env_str("IMAP_USERNAME"),
         "IMAP_PASSWORD": env_secret("IMAP_PASSWORD"),
         "IMAP_SECURITY": env_choice("IMAP_SECURITY", "ssl", ("ssl", "starttls", "none")),
@@ -114,7 +114,7 @@ def load(instance_path: str) -> dict:
         "IMAP_WATCHDOG_SECONDS": env_int("IMAP_WATCHDOG_SECONDS", 300),
         "MAILDIR": env_str("MAILDIR", str(instance / "maildir")),
         "SMTP_HOST": env_str("SMTP_HOST"),
-        "SMTP_PORT": env_int("SMTP_PORT", 587),
+        "SMTP_PORT": env_int("SMTP_PORT", 0),
         "SMTP_USERNAME": env_str("SMTP_USERNAME"),
         "SMTP_PASSWORD": env_secret("SMTP_PASSWORD"),
         "SMTP_SECURITY": env_choice("SMTP_SECURITY", "starttls", ("ssl", "starttls", "none")),
@@ -128,8 +128,8 @@ def load(instance_path: str) -> dict:
         "MAGNET_REPEAT_DAYS": env_int("MAGNET_REPEAT_DAYS", 7),
         "SEND_RETRIES": env_int("SEND_RETRIES", 5),
         "SEND_RETRY_BASE_SECONDS": env_int("SEND_RETRY_BASE_SECONDS", 30),
-        "SEND_PER_MINUTE": env_int("SEND_PER_MINUTE", 60),
-        "SEND_PER_DAY": env_int("SEND_PER_DAY", 2000),
+        "SEND_PER_MINUTE": env_int("SEND_PER_MINUTE", 20),
+        "SEND_PER_DAY": env_int("SEND_PER_DAY", 500),
         "MAGNET_IN_WINDOW": env_bool("MAGNET_IN_WINDOW", False),
         "DKIM_SELECTOR": env_str("DKIM_SELECTOR"),
         "DKIM_PRIVATE_KEY": env_secret("DKIM_PRIVATE_KEY"),
@@ -148,6 +148,10 @@ def finish(settings: dict) -> None:
     """Derive the settings that follow from others, after tests' overrides are applied."""
     settings["BASE_URL"] = settings["BASE_URL"].rstrip("/")
     settings["MAIL_DOMAIN"] = _mail_domain(settings["MAIL_FROM"])
+    # Unset ports follow the security mode: IMAPS 993 / IMAP 143, SMTPS 465 / submission 587 / plain 25.
+    settings["IMAP_PORT"] = settings["IMAP_PORT"] or (993 if settings["IMAP_SECURITY"] == "ssl" else 143)
+    smtp_ports = {"ssl": 465, "starttls": 587, "none": 25}
+    settings["SMTP_PORT"] = settings["SMTP_PORT"] or smtp_ports[settings["SMTP_SECURITY"]]
     if settings["SMTP_TIMEOUT"] >= settings["JOB_TIMEOUT"] or settings["IMAP_TIMEOUT"] >= settings["JOB_TIMEOUT"]:
         # RQ kills a job at JOB_TIMEOUT; a socket must give up first so the failure is ours to record.
         raise ConfigError("SMTP_TIMEOUT and IMAP_TIMEOUT must be shorter than JOB_TIMEOUT")

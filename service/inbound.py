@@ -709,6 +709,13 @@ _BULK_LOCAL = re.compile(
     r"|owner-.+|.+-owner|.+-request|.+-bounces(?:\+.*)?|mailer[-_]?daemon|.+-daemon|post[-_]?master)$",
     re.IGNORECASE,
 )
+
+
+def machine_address(address: str) -> bool:
+    """no-reply@, mailer-daemon@, list-request@ and the like: nobody reads replies there."""
+    return bool(_BULK_LOCAL.match(address.split("@")[0]))
+
+
 # ESP and newsletter tooling; a hint that nobody typed this (email-reliability.md §1.8).
 _ESP_HEADERS = ("Feedback-ID", "X-CSA-Complaints", "X-Campaign", "X-CampaignID", "X-MC-User",
                 "X-SG-EID", "X-Mailchimp-Campaign")

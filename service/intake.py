@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from datetime import datetime, time, timedelta
 from email.utils import parseaddr
 
@@ -17,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import campaigns, contacts, enrollments, outbound
-from .inbound import Classification, Identity, Parsed, classify, parse
+from .inbound import Classification, Identity, Parsed, classify, machine_address, parse
 from .mailer import unsubscribe_address
 from .models import Contact, Enrollment, Event, InboundMessage, Outbound, utcnow
-from .signing import read_verp_token
+from .signing import read_unsubscribe_token, read_verp_token
 
 log = logging.getLogger(__name__)
 
@@ -92,24 +93,42 @@ def _review(message: InboundMessage, reason: str) -> None:
     message.reasons = [*message.reasons, reason]
 
 
-def _sender(parsed: Parsed) -> str | None:
-    # RFC 3834 §4: answer the Reply-To if given, else the From.
-    return parsed.reply_to or parsed.from_address
+def _sender(parsed: Parsed, settings: dict) -> str | None:
+    """RFC 3834 §4: answer the Reply-To if given, else the From; never ourselves or a machine (§1.12)."""
+    for address in (parsed.reply_to, parsed.from_address):
+        if address and "@" in address and not machine_address(address) and (
+            address.rsplit("@", 1)[1] != settings["MAIL_DOMAIN"]
+        ):
+            return address
+    return None
+
+
+def _failed_authentication(parsed: Parsed) -> str | None:
+    """Our own MTA's verdict (RFC 8601): a forged From must not make us mail a stranger."""
+    for header in parsed.headers.get_all("Authentication-Results") or []:
+        if re.search(r"\bdmarc\s*=\s*fail\b", str(header), re.I):
+            return "Authentication-Results: dmarc=fail"
+    return None
 
 
 def on_request(session, message, parsed, result, settings) -> list[Outbound]:
     known = _known_contact(session, parsed)
-    if known is not None and enrollments.open_for(session, known) and not _asks_again(session, parsed, result):
-        # An enrolled prospect writing to the roadmap address is answering us, not asking anew.
-        message.kind = "human"
-        message.reasons = [*message.reasons, "sender is enrolled already: treated as a reply"]
-        return on_human(session, message, parsed, result, settings)
-    to = _sender(parsed)
+    if known is not None and enrollments.open_for(session, known):
+        # An enrolled prospect writing again is answering us: their sequence stops either way.
+        _replied(session, message, known, parsed.new_text)
+        if not _asks_again(session, parsed, result):
+            message.kind = "human"
+            message.reasons = [*message.reasons, "sender is enrolled already: treated as a reply"]
+            return []
+    to = _sender(parsed, settings)
     campaign = campaigns.by_slug(session, result.campaign)
-    if not to or campaign is None:
-        _review(message, "request without a usable sender address or campaign")
+    forged = _failed_authentication(parsed)
+    if not to or campaign is None or forged:
+        _review(message, forged or "request without a usable sender address or campaign")
         return []
     contact = contacts.upsert(session, to, parsed.from_name)
+    # One request at a time per contact (PostgreSQL row lock), so two workers can't both send a magnet.
+    session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update())
     message.contact_id = contact.id
     contacts.record(session, contact, "request", f"asked for {campaign.name}", inbound_id=message.id)
     if contacts.is_suppressed(session, to):
@@ -164,7 +183,7 @@ def _replied(session: Session, message: InboundMessage, contact: Contact, text: 
 
 
 def on_unsubscribe(session, message, parsed, result, settings) -> list[Outbound]:
-    contact = _known_contact(session, parsed)
+    contact = _token_contact(session, parsed.subject, settings) or _known_contact(session, parsed)
     address = contact.email if contact else parsed.from_address
     if not address:
         _review(message, "unsubscribe request without a sender address")
@@ -172,6 +191,15 @@ def on_unsubscribe(session, message, parsed, result, settings) -> list[Outbound]
     unsubscribe(session, address, "asked by email", inbound_id=message.id)
     message.contact_id = contact.id if contact else None
     return []
+
+
+def _token_contact(session: Session, subject: str, settings: dict) -> Contact | None:
+    """The contact named by the signed token our List-Unsubscribe mailto puts in the subject."""
+    for word in subject.split():
+        contact_id = read_unsubscribe_token(settings["SECRET_KEY"], word)
+        if contact_id:
+            return session.get(Contact, contact_id)
+    return None
 
 
 def unsubscribe(session: Session, address: str, how: str, inbound_id: int | None = None) -> None:
@@ -250,10 +278,16 @@ def _count_events(session: Session, contact: Contact, kind: str) -> int:
 
 
 def on_complaint(session, message, parsed, result, settings) -> list[Outbound]:
-    for rcpt in (result.bounce or {}).get("recipients", []):
-        if rcpt.get("address"):
-            contacts.suppress(session, rcpt["address"], "complaint", "spam complaint (ARF)")
-            unsubscribe(session, rcpt["address"], "spam complaint", inbound_id=message.id)
+    report = result.bounce or {}
+    # What we sent (VERP, enclosed Message-ID) names the person even when the report is redacted.
+    original = _bounced_row(session, report, settings)
+    contact = session.get(Contact, original.contact_id) if original and original.contact_id else None
+    addresses = [contact.email] if contact else [r["address"] for r in report.get("recipients", []) if r.get("address")]
+    for address in addresses:
+        contacts.suppress(session, address, "complaint", "spam complaint (ARF)")
+        unsubscribe(session, address, "spam complaint", inbound_id=message.id)
+    if not addresses:
+        _review(message, "complaint that names no address we know")
     return []
 
 

@@ -82,7 +82,8 @@ def compose(
     html = render_content(html_src, ctx) if html_src else _html_from_text(body)
     token = unsubscribe_token(settings["SECRET_KEY"], contact.id)
     link = f"{settings['BASE_URL']}/u/{token}"
-    mailto = f"mailto:{unsubscribe_address(settings)}?subject=unsubscribe"
+    # The token rides in the subject: a client may send from another address of the same person.
+    mailto = f"mailto:{unsubscribe_address(settings)}?subject=unsubscribe%20{token}"
     footer = {"link": link, "campaign": campaign.name, "consultant": settings["CONSULTANT_NAME"]}
     msg = EmailMessage()
     _headers(msg, row, contact, settings)

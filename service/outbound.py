@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from . import contacts
 from .campaigns import next_open, parse_delay
 from .enrollments import ACTIVE, COMPLETED, move
-from .models import Enrollment, InboundMessage, Outbound, Step, utcnow
+from .models import Campaign, Enrollment, InboundMessage, Outbound, Step, utcnow
 
 PENDING, SENDING, SENT, FAILED, CANCELLED, UNKNOWN = (
     "pending", "sending", "sent", "failed", "cancelled", "unknown",
@@ -163,11 +163,29 @@ def stop_reason(session: Session, row: Outbound) -> str | None:
     if row.enrollment_id is None:
         return None  # a test send to the admin
     enrollment = session.get(Enrollment, row.enrollment_id)
-    if not enrollment.campaign.active:
-        return "campaign is not active"
     if row.kind == "followup" and enrollment.state != ACTIVE:
         return f"enrollment is {enrollment.state}"
     return None
+
+
+def paused_campaign(session: Session, row: Outbound) -> bool:
+    """A paused campaign holds its sends (they wait, and go when it is active again)."""
+    campaign = session.get(Campaign, row.campaign_id) if row.campaign_id else None
+    return campaign is not None and not campaign.active and row.kind != "test"
+
+
+def resume(session: Session, enrollment: Enrollment, domain: str) -> Outbound | None:
+    """After a pause, plan the next follow-up again (a cancelled, never-sent row is revived, not copied)."""
+    previous = session.scalars(
+        select(Outbound).where(Outbound.enrollment_id == enrollment.id, Outbound.state == SENT)
+        .order_by(Outbound.sent_at.desc())
+    ).first()
+    if previous is None or enrollment.state != ACTIVE:
+        return None
+    row = plan_next_step(session, enrollment, previous, domain)
+    if row is not None and row.state == CANCELLED:
+        row.state, row.note, row.due_at = PENDING, "resumed", max(row.due_at, utcnow())
+    return row
 
 
 def cancel(row: Outbound, why: str) -> None:

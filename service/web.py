@@ -14,12 +14,12 @@ from .signing import read_unsubscribe_token
 bp = Blueprint("web", __name__)
 
 
-def _contact(token: str) -> Contact:
+def _contact(token: str) -> Contact | None:
+    """The token's contact; None when the link is genuine but the person was erased (already suppressed)."""
     contact_id = read_unsubscribe_token(current_app.config["SECRET_KEY"], token)
-    contact = db.session.get(Contact, contact_id) if contact_id else None
-    if contact is None:
+    if contact_id is None:
         abort(404, "This unsubscribe link is not valid. Reply to any of our emails with 'unsubscribe' instead.")
-    return contact
+    return db.session.get(Contact, contact_id)
 
 
 @bp.get("/u/<token>")
@@ -34,8 +34,9 @@ def unsubscribe_now(token: str):
     """Unsubscribe at once and answer 200, never a redirect (RFC 8058 §3.1)."""
     contact = _contact(token)
     how = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "unsubscribe page"
-    unsubscribe(db.session, contact.email, how)
-    db.session.commit()
+    if contact is not None:
+        unsubscribe(db.session, contact.email, how)
+        db.session.commit()
     return render_template("unsubscribe.html", contact=contact, token=token, done=True)
 
 

@@ -262,3 +262,80 @@ def test_soft_bounces_suppress_after_the_configured_number(imap_settings, doveco
     _deliver(world, dovecot, dsn([("bob@prospect.example", "5.7.1", "failed")], ours))
     assert _suppressed(world, "bob@prospect.example")
     assert scalar(world, "SELECT state FROM enrollment") == "bounced"
+
+
+def test_a_mailto_unsubscribe_from_another_address_of_the_same_person_works(imap_settings, dovecot, sink, world):
+    _requested(world, dovecot, sink)
+    [mailto] = [p for p in parse(sink.messages[0].data)["List-Unsubscribe"].split(",") if "mailto:" in p]
+    subject = mailto.strip(" <>").split("subject=")[1].replace("%20", " ")
+    message = _deliver(world, dovecot, mail(sender="b.prospect@gmail.example", to="roadmap+unsubscribe@acumen.example",
+                                            subject=subject, body=""))
+    assert message.kind == "unsubscribe"
+    assert _suppressed(world, "bob@prospect.example")
+    assert scalar(world, "SELECT state FROM enrollment") == "unsubscribed"
+
+
+def test_a_redacted_complaint_is_tied_back_through_the_original_message_id(imap_settings, dovecot, sink, world):
+    ours = _requested(world, dovecot, sink)
+    arf = f"""From: abuse@isp.example
+To: roadmap@acumen.example
+Subject: complaint
+Message-ID: <arf-2@isp.example>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="arf"
+
+--arf
+Content-Type: text/plain
+
+An abuse report (recipient redacted).
+
+--arf
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+Version: 1
+
+--arf
+Content-Type: text/rfc822-headers
+
+From: roadmap@acumen.example
+To: redacted@isp.example
+Message-ID: <{ours}>
+
+--arf--
+""".replace("\n", "\r\n").encode()
+    assert _deliver(world, dovecot, arf).kind == "complaint"
+    assert _suppressed(world, "bob@prospect.example")
+
+
+def test_a_request_with_a_reply_to_on_our_own_domain_is_answered_at_the_sender(imap_settings, dovecot, sink, world):
+    _deliver(world, dovecot, mail(Reply_To="roadmap@acumen.example"))
+    assert sink.wait_for(1)[0].rcpt_tos == ["bob@prospect.example"]
+
+
+def test_a_request_that_failed_dmarc_is_kept_for_review(imap_settings, dovecot, sink, world):
+    forged = mail(Authentication_Results="mx.acumen.example; spf=fail smtp.mailfrom=prospect.example; dmarc=fail")
+    message = _deliver(world, dovecot, forged)
+    assert message.state == "review" and "dmarc=fail" in message.reasons[-1]
+    assert sink.messages == []
+
+
+def test_an_out_of_thread_note_from_an_enrolled_prospect_that_names_the_roadmap_is_a_reply(
+    imap_settings, dovecot, sink, world
+):
+    _requested(world, dovecot, sink)
+    _deliver(world, dovecot, mail(subject="Got it", body="Got the roadmap, thanks. Can we talk Tuesday?"))
+    assert scalar(world, "SELECT state FROM enrollment") == "replied"
+    assert scalar(world, "SELECT hot FROM contact") in (1, True)
+
+
+def test_a_message_whose_worker_keeps_dying_is_quarantined_not_retried_forever(imap_settings, dovecot, world):
+    from workers import jobs
+
+    dovecot.append(mail())
+    run_poller(world)
+    with world.app_context():
+        db.session.execute(db.update(InboundMessage).values(attempts=3))  # three workers died on it
+        db.session.commit()
+        assert jobs.process_inbound(scalar(world, "SELECT id FROM inbound_message")) == "quarantined"
+    assert scalar(world, "SELECT state FROM inbound_message") == "quarantined"

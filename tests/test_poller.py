@@ -142,3 +142,10 @@ def test_a_silently_dead_connection_in_idle_is_noticed_and_replaced(imap_setting
         stopping.set()
         thread.join(15)
         proxy.stop()
+
+
+def test_every_pass_counts_for_the_health_check_even_without_mail(imap_settings, world):
+    run_poller(world)
+    report = world.test_client().get("/healthz").json
+    [poller] = report["poller"]
+    assert poller["lag_seconds"] is not None and poller["lag_seconds"] < 5

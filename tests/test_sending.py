@@ -331,3 +331,45 @@ def test_a_sender_side_5_1_7_does_not_suppress_the_recipient(world, sink):
     assert rows(world, kind="magnet")[0].state == "failed"
     with world.app_context():
         assert not contacts.is_suppressed(db.session, "bob@prospect.example")
+
+
+def test_a_paused_campaign_holds_its_sends_until_it_is_active_again(world, sink):
+    ask(world, "bob@prospect.example")
+    run_worker(world)
+    sink.wait_for(1)
+    with world.app_context():
+        db.session.execute(update(Campaign).values(active=False))
+        db.session.commit()
+    time.sleep(2.2)
+    run_worker(world)
+    [row] = rows(world, kind="followup")
+    assert row.state == "pending" and "campaign paused" in row.note
+    assert len(sink.messages) == 1
+    with world.app_context():
+        db.session.execute(update(Campaign).values(active=True))
+        db.session.execute(update(Outbound).where(Outbound.kind == "followup").values(due_at=datetime.now(UTC)))
+        db.session.commit()
+    run_worker(world)
+    assert len(sink.wait_for(2)) == 2
+
+
+def test_resuming_a_paused_enrollment_plans_the_next_step_again_without_a_copy(world, sink):
+    from service import enrollments, outbound
+    from service.models import Enrollment
+
+    ask(world, "bob@prospect.example")
+    run_worker(world)
+    sink.wait_for(1)
+    with world.app_context():
+        enrollment = db.session.scalar(select(Enrollment))
+        enrollments.move(db.session, enrollment, enrollments.PAUSED, "on holiday")
+        db.session.commit()
+        assert rows(world, kind="followup")[0].state == "cancelled"
+        enrollments.move(db.session, enrollment, enrollments.ACTIVE, "back")
+        row = outbound.resume(db.session, enrollment, "acumen.example")
+        db.session.commit()
+        assert row.state == "pending"
+    time.sleep(2.2)
+    run_worker(world)
+    assert len(sink.wait_for(2)) == 2
+    assert len(rows(world, kind="followup", step_position=1)) == 1

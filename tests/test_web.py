@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from service import contacts, enrollments
 from service.extensions import db
-from service.models import Contact
+from service.models import Contact, Enrollment
 from service.signing import unsubscribe_token
 from tests.conftest import DEFAULT_YAML, _load
 
@@ -75,3 +75,15 @@ def test_healthz_reports_the_pollers_lag_and_last_error(app):
     [poller] = app.test_client().get("/healthz").json["poller"]
     assert 89 <= poller["lag_seconds"] <= 100
     assert poller["last_error"] == "TimeoutError: timed out"
+
+
+def test_one_click_for_an_erased_person_still_answers_200(app):
+    from service.models import Contact as ContactRow
+
+    bob_id, token = _bob(app)
+    with app.app_context():
+        db.session.execute(db.delete(Enrollment).where(Enrollment.contact_id == bob_id))
+        db.session.execute(db.delete(ContactRow).where(ContactRow.id == bob_id))
+        db.session.commit()
+    response = app.test_client(use_cookies=False).post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200 and b"this address" in response.data

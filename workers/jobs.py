@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from flask import Flask, current_app
 from rq import Retry
+from sqlalchemy import select
 
 from service import contacts, create_app, enrollments, intake, outbound, queue, throttle
 from service.bounces import is_permanent
@@ -53,15 +54,32 @@ def queue_send(row: Outbound) -> bool:
     return queue.enqueue("workers.jobs.send", row.id, job_id=f"out-{row.id}-{stamp}", at=at)
 
 
+def _waiting(message_id: int) -> InboundMessage | None:
+    """The message, locked for this transaction, if it still waits to be processed (§5.3: one worker acts)."""
+    query = select(InboundMessage).where(InboundMessage.id == message_id).with_for_update()
+    message = db.session.scalar(query)
+    if message is None or message.processed_at is not None or message.state not in ("new", "backlog"):
+        return None
+    return message
+
+
 def process_inbound(message_id: int) -> str:
     """Classify a stored message and act on it; the third failure quarantines it."""
     with _app().app_context():
-        message = db.session.get(InboundMessage, message_id)
-        if message is None or message.processed_at is not None or message.state not in ("new", "backlog"):
+        message = _waiting(message_id)
+        if message is None:
             return "nothing to do"
+        if message.attempts >= MAX_ATTEMPTS:  # earlier tries died with their worker (killed, out of memory)
+            message.state, message.error = "quarantined", message.error or "the worker died while processing it"
+            db.session.commit()
+            log.error("inbound #%s quarantined: it never finished processing", message_id)
+            return "quarantined"
         message.attempts += 1
         db.session.commit()
         try:
+            message = _waiting(message_id)
+            if message is None:
+                return "nothing to do"
             rows = intake.process(db.session, message, current_app.config)
             db.session.commit()
         except Exception:
@@ -97,6 +115,11 @@ def send(row_id: int) -> str:
             session.commit()
             return f"cancelled: {reason}"
         campaign = session.get(Campaign, row.campaign_id)
+        if outbound.paused_campaign(session, row):
+            outbound.defer(row, utcnow() + timedelta(hours=1), "campaign paused: waiting for it to be active again")
+            session.commit()
+            queue_send(row)
+            return "deferred: campaign paused"
         later = _must_wait(row, campaign, settings)
         if later:
             session.commit()

@@ -21,7 +21,8 @@ from pathlib import Path
 from flask import Flask
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from service import intake
 from service.extensions import db
@@ -70,7 +71,6 @@ def _store_batch(name: str, uidvalidity: int, items: list[tuple], settings: dict
                 stored.append(row.id)
         if uid is not None:
             state.last_uid = max(state.last_uid, uid)
-    state.last_poll_at = utcnow()
     db.session.commit()
     for message_id in stored:
         queue_inbound(message_id)
@@ -132,22 +132,24 @@ class ImapMailbox:
     def ack(self) -> None:
         """Mark processed mail in the mailbox too (a keyword, or a move); the database stays the record."""
         uidvalidity = int(self.info[b"UIDVALIDITY"])
-        rows = db.session.scalars(
-            select(InboundMessage).where(
+        done = db.session.execute(
+            select(InboundMessage.id, InboundMessage.uid).where(
                 InboundMessage.mailbox == self.name, InboundMessage.uidvalidity == uidvalidity,
                 InboundMessage.acked.is_(False), InboundMessage.state.in_(DONE_STATES),
             ).limit(500)
         ).all()
-        if not rows:
+        db.session.commit()  # no transaction (or SQLite lock) open while IMAP talks
+        if not done:
             return
-        uids = [r.uid for r in rows]
         folder = self.settings.get("IMAP_DONE_FOLDER")
+        uids = [uid for _, uid in done]
         if folder and b"MOVE" in self.client.capabilities():
             self.client.move(uids, folder)
         elif b"\\*" in self.info.get(b"PERMANENTFLAGS", ()):
             self.client.add_flags(uids, [self.settings["IMAP_DONE_KEYWORD"]])
-        for row in rows:
-            row.acked = True
+        db.session.execute(
+            update(InboundMessage).where(InboundMessage.id.in_([i for i, _ in done])).values(acked=True)
+        )
         db.session.commit()
 
     def wait(self, seconds: float, stopping: threading.Event) -> None:
@@ -227,12 +229,23 @@ def mailbox_for(settings: dict):
     return ImapMailbox(settings) if settings.get("IMAP_HOST") else MaildirMailbox(settings)
 
 
-def _record_error(name: str, exc: Exception) -> None:
-    db.session.rollback()
-    state = _state(name)
-    state.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-    state.last_error_at = utcnow()
+def _polled(name: str) -> None:
+    """Every finished pass counts for /healthz, whether or not mail arrived."""
+    _state(name).last_poll_at = utcnow()
     db.session.commit()
+
+
+def _record_error(name: str, exc: Exception) -> None:
+    """Keep the error where /healthz and the dashboard show it; if the database is the problem, log it."""
+    try:
+        db.session.rollback()
+        state = _state(name)
+        state.last_error = f"{type(exc).__name__}: {exc}"[:2000]
+        state.last_error_at = utcnow()
+        db.session.commit()
+    except OperationalError:
+        db.session.rollback()
+        log.error("could not record the mailbox error in the database either")
 
 
 def run(app: Flask, once: bool = False, stopping: threading.Event | None = None) -> None:
@@ -253,12 +266,13 @@ def _loop(settings: dict, once: bool, stopping: threading.Event) -> None:
                 box = mailbox_for(settings)
                 box.connect()
             box.poll_once()
+            _polled(box.name)
             db.session.remove()  # hold no transaction (or SQLite lock) while waiting
             backoff = 1.0
             if once:
                 break
             box.wait(settings["IMAP_IDLE_SECONDS"], stopping)
-        except (IMAPClientError, OSError, ssl.SSLError, ConnectionError) as exc:
+        except (IMAPClientError, OSError, ssl.SSLError, ConnectionError, OperationalError) as exc:
             log.error("mailbox error: %s; reconnecting in %.0fs", exc, backoff)
             _record_error(box.name if box else "unknown", exc)
             if box is not None:
