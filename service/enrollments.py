@@ -58,7 +58,8 @@ def move(session: Session, enrollment: Enrollment, state: str, reason: str) -> b
 def cancel_pending(session: Session, enrollment: Enrollment, why: str) -> None:
     session.execute(
         update(Outbound)
-        .where(Outbound.enrollment_id == enrollment.id, Outbound.state == "pending")
+        # Only follow-ups: a magnet someone asked for still goes (the claim re-checks suppression).
+        .where(Outbound.enrollment_id == enrollment.id, Outbound.state == "pending", Outbound.kind == "followup")
         .values(state="cancelled", note=why)
     )
 
@@ -71,3 +72,34 @@ def stop_all(session: Session, contact: Contact, state: str, reason: str) -> int
 def open_for(session: Session, contact: Contact) -> list[Enrollment]:
     """Enrollments that a reply from this contact would stop."""
     return [e for e in contact.enrollments if e.state in (ACTIVE, PAUSED)]
+
+
+# --------------------------------------------------------------------------- admin actions
+
+HALTED = "stopped"
+# An admin's "stop the sequence": final, like replied, but said by the consultant, not the prospect.
+_ALLOWED[HALTED] = (ACTIVE, PAUSED)
+ADMIN_MOVES = {"pause": PAUSED, "resume": ACTIVE, "stop": HALTED}
+
+
+def by_id(session: Session, enrollment_id: int) -> Enrollment | None:
+    return session.get(Enrollment, enrollment_id)
+
+
+def admin_move(session: Session, enrollment: Enrollment, action: str, who: str) -> None:
+    """Pause, resume or stop a sequence for an admin; raises EnrollmentError when the state forbids it."""
+    state = ADMIN_MOVES[action]
+    if not move(session, enrollment, state, f"{action} by {who}"):
+        raise EnrollmentError(f"cannot {action} a sequence that is {enrollment.state}")
+
+
+def resend_magnet(session: Session, enrollment: Enrollment, domain: str, repeat_days: int) -> Outbound:
+    """Plan the magnet again for an admin; raises EnrollmentError or outbound.LimitError with the reason."""
+    from . import contacts, outbound  # outbound imports this module; importing late breaks the cycle
+
+    if contacts.is_suppressed(session, enrollment.contact.email):
+        raise EnrollmentError("the address is suppressed (unsubscribed, bounced or erased): nothing can be sent")
+    row = outbound.plan_resend(session, enrollment, domain, repeat_days)
+    detail = f"{enrollment.campaign.name}: by an admin"
+    record(session, enrollment.contact, "resend_planned", detail, outbound_id=row.id)
+    return row
