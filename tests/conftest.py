@@ -90,6 +90,7 @@ def settings(_schema, redis_server, sink, tmp_path):
         "MAIL_FROM": "Ken Thoreson <roadmap@acumen.example>",
         "BASE_URL": "https://desk.acumen.example",
         "SECRET_KEY": "test-secret",
+        "SEND_PER_MINUTE": 1000,
         "IMAP_HOST": None,
         "WTF_CSRF_ENABLED": True,
         "TESTING": True,

@@ -24,7 +24,7 @@ def env_for(settings: dict, **extra) -> dict:
         DATABASE_URL=settings["SQLALCHEMY_DATABASE_URI"], REDIS_URL=settings["REDIS_URL"],
         QUEUE_NAME=settings["QUEUE_NAME"], SMTP_HOST=settings["SMTP_HOST"], SMTP_PORT=str(settings["SMTP_PORT"]),
         SMTP_SECURITY="none", MAIL_FROM=settings["MAIL_FROM"], BASE_URL=settings["BASE_URL"],
-        SECRET_KEY=settings["SECRET_KEY"],
+        SECRET_KEY=settings["SECRET_KEY"], SEND_PER_MINUTE=str(settings["SEND_PER_MINUTE"]),
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env
