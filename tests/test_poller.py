@@ -149,3 +149,32 @@ def test_every_pass_counts_for_the_health_check_even_without_mail(imap_settings,
     report = world.test_client().get("/healthz").json
     [poller] = report["poller"]
     assert poller["lag_seconds"] is not None and poller["lag_seconds"] < 5
+
+
+@pytest.fixture(scope="module")
+def plain_dovecot():
+    """A server that offers neither IDLE nor MOVE (RFC 3501 only), to drill the fallbacks."""
+    from tests.servers import Dovecot
+
+    server = Dovecot(capability="IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE UIDPLUS").start()
+    yield server
+    server.cleanup()
+
+
+def test_without_idle_or_move_it_polls_and_marks_with_a_keyword(settings, make_app, plain_dovecot):
+    app = make_app(
+        IMAP_HOST=plain_dovecot.host, IMAP_PORT=plain_dovecot.port, IMAP_SECURITY="none",
+        IMAP_USERNAME=plain_dovecot.user, IMAP_PASSWORD=plain_dovecot.password,
+        IMAP_IDLE_SECONDS=1, IMAP_DONE_FOLDER="Processed",
+    )
+    stopping, thread = _poll_in_thread(app)
+    try:
+        assert _wait(lambda: scalar(app, "SELECT count(*) FROM mailbox_state") == 1)
+        plain_dovecot.append(mail(subject="hello", body="just saying hi", to="ken@acumen.example"))
+        assert _wait(lambda: _count(app) == 1), "polling without IDLE did not pick the message up"
+        run_worker(app)
+        assert _wait(lambda: "FollowThroughDone" in next(iter(plain_dovecot.flags("INBOX").values()), ()))
+    finally:
+        stopping.set()
+        thread.join(15)
+    assert "Processed" not in plain_dovecot.folders()
