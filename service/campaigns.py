@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import re
+import tempfile
+import uuid
 from datetime import datetime, time, timedelta
+from email.utils import make_msgid
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -15,8 +18,9 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import contacts
 from .inbound import CampaignRule
-from .models import Asset, Campaign, Step
+from .models import Asset, Campaign, Outbound, Step, utcnow
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DELAY = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -223,3 +227,125 @@ def _export_step(s: Step) -> dict:
     if s.html:
         step["html"] = s.html
     return step
+
+
+# --------------------------------------------------------------------------- the admin's edits
+
+def all_campaigns(session: Session) -> list[Campaign]:
+    """Every campaign in priority order (first match wins)."""
+    return list(session.scalars(select(Campaign).order_by(Campaign.priority, Campaign.id)))
+
+
+def by_id(session: Session, campaign_id: int) -> Campaign | None:
+    return session.get(Campaign, campaign_id)
+
+
+def as_entry(campaign: Campaign) -> dict:
+    """The campaign as one entry of the YAML format (what the admin form edits)."""
+    return _export_one(campaign)
+
+
+def save(session: Session, entry: dict, campaign: Campaign | None = None) -> Campaign:
+    """Create or update a campaign from an entry in the YAML shape; its attachments are kept."""
+    slug = str(_require(entry, "slug", "campaign"))
+    where = f"campaign {slug!r}"
+    if campaign is None:
+        if by_slug(session, slug):
+            raise CampaignError(f"{where}: that slug is taken by another campaign")
+        campaign = Campaign(slug=slug, priority=_next_priority(session))
+    _apply(campaign, entry, where)
+    steps = _steps(entry, where)
+    campaign.steps.clear()
+    session.add(campaign)
+    session.flush()  # old steps go before new ones take their (campaign, position) keys
+    campaign.steps.extend(steps)
+    session.flush()
+    return campaign
+
+
+def set_active(campaign: Campaign, active: bool) -> None:
+    campaign.active = active
+
+
+def move_priority(session: Session, campaign: Campaign, offset: int) -> None:
+    """Move the campaign up (-1) or down (+1) in the matching order, then renumber 1..n."""
+    ordered = all_campaigns(session)
+    here = ordered.index(campaign)
+    there = max(0, min(len(ordered) - 1, here + offset))
+    ordered.insert(there, ordered.pop(here))
+    for number, item in enumerate(ordered, start=1):
+        item.priority = number
+
+
+def add_asset(campaign: Campaign, filename: str, data: bytes, limit: int) -> Asset:
+    """Attach a file to the magnet (replacing one of the same name); refuses empty or oversized files."""
+    if not filename:
+        raise CampaignError("the file has no usable name")
+    if not data:
+        raise CampaignError(f"{filename} is empty")
+    if len(data) > limit:
+        raise CampaignError(f"{filename} is {len(data) / 1e6:.1f} MB; attachments are limited to {limit / 1e6:.0f} MB")
+    for old in [a for a in campaign.assets if a.filename == filename]:
+        campaign.assets.remove(old)
+    kind = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    asset = Asset(filename=filename, content_type=kind, data=data, sha256=hashlib.sha256(data).hexdigest(),
+                  position=len(campaign.assets))
+    campaign.assets.append(asset)
+    return asset
+
+
+def remove_asset(campaign: Campaign, asset_id: int) -> Asset | None:
+    """Detach an attachment from the magnet; None if it is not this campaign's."""
+    asset = next((a for a in campaign.assets if a.id == asset_id), None)
+    if asset is not None:
+        campaign.assets.remove(asset)
+    return asset
+
+
+def plan_test(session: Session, campaign: Campaign, address: str, position: int | None, domain: str) -> Outbound:
+    """A ledger row of kind "test": the saved magnet (or step `position`) to an admin's own address.
+
+    It belongs to no contact and no enrollment, so it never touches anyone's sequence or stats;
+    the mailer writes it for a sample prospect and marks the subject "[Test]".
+    """
+    step = next((s for s in campaign.steps if s.position == position), None)
+    if position is not None and step is None:
+        raise CampaignError(f"{campaign.name} has no follow-up number {position}")
+    row = Outbound(
+        key=f"test:{campaign.id}:{uuid.uuid4().hex}", kind="test", contact_id=None, campaign_id=campaign.id,
+        step_position=position, to_address=contacts.normalise(address),
+        subject=step.subject if step else campaign.magnet_subject,
+        message_id=make_msgid(domain=domain).strip("<>"), due_at=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    label = f"follow-up {position}" if step else "magnet"
+    contacts.record(session, None, "test_planned", f"{campaign.name}: {label} to {row.to_address}", outbound_id=row.id)
+    return row
+
+
+def import_upload(session: Session, text: str, files: dict[str, bytes]) -> list[Campaign]:
+    """Import YAML from the admin: attachments come from the upload, else from the campaigns' current files."""
+    _plain_attachment_names(text)
+    with tempfile.TemporaryDirectory(prefix="ft-campaigns-") as folder:
+        here = Path(folder)
+        for asset in session.scalars(select(Asset)):
+            (here / asset.filename).write_bytes(asset.data)
+        for name, data in files.items():
+            (here / Path(name).name).write_bytes(data)
+        return import_yaml(session, text, here)
+
+
+def _plain_attachment_names(text: str) -> None:
+    """Uploaded YAML names files only, never paths: '../' would read the server's own files."""
+    try:
+        document = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise CampaignError(f"not valid YAML: {exc}") from exc
+    entries = document.get("campaigns") if isinstance(document, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        magnet = entry.get("magnet") if isinstance(entry, dict) else None
+        names = magnet.get("attachments") if isinstance(magnet, dict) else None
+        for name in names if isinstance(names, list) else []:
+            if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+                raise CampaignError(f"attachment {name!r}: give a file name, not a path")

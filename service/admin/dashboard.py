@@ -1,0 +1,42 @@
+"""The morning page: the funnel, who asked, who replied, what goes out next, what failed."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import flash, redirect, render_template, url_for
+
+from .. import queue, stats
+from ..extensions import db
+from . import bp, chart
+
+log = logging.getLogger(__name__)
+
+
+@bp.get("/")
+def dashboard():
+    data = stats.overview(db.session)
+    return render_template(
+        "admin/dashboard.html", o=data, funnel=data.activity.funnel(), windows=stats.WINDOWS,
+        chart=chart.daily(data.activity.series()), jobs=_queue_health(),
+    )
+
+
+def _queue_health() -> dict | None:
+    """The RQ queue's counts, or None when Redis cannot be reached (the page still renders)."""
+    try:
+        return queue.health()
+    except Exception as exc:
+        log.warning("queue health unavailable: %s", exc)
+        return None
+
+
+@bp.post("/jobs/retry")
+def retry_jobs():
+    try:
+        count = queue.retry_failed()
+    except Exception as exc:
+        flash(f"Redis cannot be reached ({exc.__class__.__name__}); nothing was retried.", "error")
+        return redirect(url_for("admin.dashboard"))
+    flash(f"{count} failed job{'s' if count != 1 else ''} put back on the queue.", "ok")
+    return redirect(url_for("admin.dashboard"))

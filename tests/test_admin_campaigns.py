@@ -1,0 +1,217 @@
+"""Campaigns in the admin: the form, template errors, the live preview, test sends, order, files, YAML."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import yaml
+from rq.job import Job
+from sqlalchemy import func, select
+
+from service import campaigns
+from service.extensions import db
+from service.models import Campaign, Contact, Outbound
+from tests.conftest import PDF
+from tests.test_admin_support import post, receive, signed_in, text, token
+from tests.world import mail, parse, run_worker
+
+FORM = {
+    "slug": "pipeline-checklist", "name": "Pipeline Checklist", "active": "y",
+    "addresses": "checklist@acumen.example\n", "keywords": "pipeline checklist\nchecklist",
+    "magnet_subject": "Your Pipeline Checklist", "magnet_text": "Hi {{ contact.first_name or 'there' }}, here it is.",
+    "magnet_html": "", "window": "mon-fri 09:00-17:00", "timezone": "Europe/Berlin", "preview_contact": "",
+    "steps-0-after": "2d", "steps-0-subject": "Any questions?", "steps-0-text": "Hi {{ contact.first_name }}, one?",
+    "steps-0-html": "", "steps-1-after": "5d", "steps-1-subject": "Last note", "steps-1-text": "Bye.",
+    "steps-1-html": "",
+}
+
+
+def _campaign(app, slug: str) -> Campaign | None:
+    with app.app_context():
+        campaign = db.session.scalar(select(Campaign).where(Campaign.slug == slug))
+        if campaign:
+            _ = campaign.steps, campaign.assets
+            db.session.expunge(campaign)
+        return campaign
+
+
+def test_a_new_campaign_with_steps_is_saved_from_the_form(world):
+    response = post(signed_in(world), "/admin/campaigns/new", {**FORM, "action": "save"})
+    assert response.status_code == 302
+    saved = _campaign(world, "pipeline-checklist")
+    assert saved.active and saved.trigger_addresses == ["checklist@acumen.example"]
+    assert saved.keywords == ["pipeline checklist", "checklist"]
+    steps = [(s.position, s.after, s.subject) for s in saved.steps]
+    assert steps == [(1, "2d", "Any questions?"), (2, "5d", "Last note")]
+    assert (saved.window, saved.timezone) == ("mon-fri 09:00-17:00", "Europe/Berlin")
+    with world.app_context():
+        assert [r.slug for r in campaigns.rules(db.session)] == ["execution-roadmap", "pipeline-checklist"]
+
+
+def test_step_buttons_add_move_and_remove_without_saving(world):
+    client = signed_in(world)
+    moved = text(post(client, "/admin/campaigns/new", {**FORM, "action": "down-0"}))
+    assert moved.index('value="Last note"') < moved.index('value="Any questions?"')
+    added = text(post(client, "/admin/campaigns/new", {**FORM, "action": "add-step"}))
+    assert "Follow-up 3" in added
+    removed = text(post(client, "/admin/campaigns/new", {**FORM, "action": "remove-0"}))
+    assert "Any questions?" not in removed and "Last note" in removed
+    assert _campaign(world, "pipeline-checklist") is None
+
+
+def test_template_and_field_errors_show_in_the_form_not_a_500(world):
+    bad = {**FORM, "magnet_text": "Hi {{ contact.first_name ", "steps-0-after": "soon", "window": "weekdays",
+           "action": "save"}
+    response = post(signed_in(world), "/admin/campaigns/new", bad)
+    page = text(response)
+    assert response.status_code == 400 and "Not saved" in page
+    assert "Text: template error on line 1" in page
+    assert "delay &#39;soon&#39; must look like 30s, 15m, 4h or 3d" in page
+    assert "window &#39;weekdays&#39; must look like" in page
+    assert 'aria-invalid="true"' in page
+    assert _campaign(world, "pipeline-checklist") is None
+
+
+def test_a_taken_slug_is_refused(world):
+    response = post(signed_in(world), "/admin/campaigns/new", {**FORM, "slug": "execution-roadmap", "action": "save"})
+    assert response.status_code == 400 and "that slug is taken" in text(response)
+
+
+def test_editing_keeps_the_slug_and_the_attachments(world):
+    campaign = _campaign(world, "execution-roadmap")
+    client = signed_in(world)
+    response = post(client, f"/admin/campaigns/{campaign.id}",
+                    {**FORM, "slug": "renamed", "name": "Roadmap v2", "action": "save"})
+    assert response.status_code == 302
+    edited = _campaign(world, "execution-roadmap")
+    assert edited.name == "Roadmap v2" and [a.filename for a in edited.assets] == ["roadmap.pdf"]
+    assert len(edited.steps) == 2
+
+
+def test_the_preview_renders_the_unsaved_form_for_a_sample_or_a_real_contact(world):
+    client = signed_in(world)
+    frame = client.post("/admin/campaigns/preview", data={**FORM, "csrf_token": token(client)})
+    assert frame.status_code == 200
+    assert frame.headers["Content-Security-Policy"].startswith("sandbox")
+    assert frame.headers["X-Frame-Options"] == "SAMEORIGIN"
+    page = text(frame)
+    assert "Hi Pat, here it is." in page and "Hi Pat, one?" in page and "Any questions?" in page
+    assert "You are getting this because you asked Ken Thoreson for the Pipeline Checklist." in page
+    with world.app_context():
+        from service import contacts
+
+        contacts.upsert(db.session, "dana@prospect.example", "Dana Dee")
+        db.session.commit()
+    frame = client.post("/admin/campaigns/preview", data={**FORM, "preview_contact": "dana@prospect.example",
+                                                          "csrf_token": token(client)})
+    assert "Hi Dana, here it is." in text(frame) and "As Dana Dee" in text(frame)
+
+
+def test_a_template_that_fails_at_render_time_is_shown_in_the_preview(world):
+    client = signed_in(world)
+    for source, error in (("{{ contact.__class__.__mro__ }}", "SecurityError"),
+                          ("{{ 1 / 0 }}", "ZeroDivisionError"), ("{% for %}", "TemplateSyntaxError")):
+        frame = client.post("/admin/campaigns/preview",
+                            data={**FORM, "magnet_text": source, "csrf_token": token(client)})
+        assert frame.status_code == 200 and "This mail cannot be rendered" in text(frame), source
+        assert error in text(frame), source
+
+
+def test_the_saved_campaign_preview_is_a_sandboxed_frame_on_its_page(world):
+    campaign = _campaign(world, "execution-roadmap")
+    client = signed_in(world)
+    page = text(client.get(f"/admin/campaigns/{campaign.id}"))
+    assert re.search(r'<iframe name="preview"[^>]*sandbox=""', page)
+    frame = client.get(f"/admin/campaigns/{campaign.id}/preview")
+    assert "Attached: roadmap.pdf" in text(frame) and "<script" not in text(frame)
+
+
+def test_send_a_test_queues_a_test_row_and_the_worker_mails_it_to_the_admin(world, redis_server, sink):
+    campaign = _campaign(world, "execution-roadmap")
+    response = post(signed_in(world), f"/admin/campaigns/{campaign.id}/test", {"which": "2"}, follow_redirects=True)
+    assert "A test of the saved follow-up 2 is on its way to alice@acumen.example" in text(response)
+    with world.app_context():
+        row = db.session.scalar(select(Outbound))
+        assert (row.kind, row.to_address, row.campaign_id, row.enrollment_id, row.contact_id, row.step_position) == (
+            "test", "alice@acumen.example", campaign.id, None, None, 2)
+        job = Job.fetch(f"out-{row.id}-{int(row.due_at.timestamp())}", connection=redis_server.client())
+    assert job.func_name == "workers.jobs.send" and job.args == (row.id,)
+    run_worker(world)
+    [sent] = sink.wait_for(1, timeout=10)
+    assert sent.rcpt_tos == ["alice@acumen.example"]
+    assert parse(sent.data)["Subject"] == "[Test] One question for your forecast"
+    with world.app_context():
+        assert db.session.scalar(select(func.count(Contact.id))) == 0  # no contact row for the admin
+
+
+def test_activate_pause_and_priority_change_what_intake_matches(world):
+    client = signed_in(world)
+    post(client, "/admin/campaigns/new", {**FORM, "action": "save"})
+    second = _campaign(world, "pipeline-checklist")
+    post(client, f"/admin/campaigns/{second.id}/move", {"direction": "up"})
+    with world.app_context():
+        assert [r.slug for r in campaigns.rules(db.session)] == ["pipeline-checklist", "execution-roadmap"]
+    post(client, f"/admin/campaigns/{second.id}/pause")
+    with world.app_context():
+        assert [r.slug for r in campaigns.rules(db.session)] == ["execution-roadmap"]
+    post(client, f"/admin/campaigns/{second.id}/activate")
+    assert _campaign(world, "pipeline-checklist").active
+
+
+def test_attachments_are_size_checked_downloaded_as_files_and_removed_after_a_confirm(world):
+    world.config["ASSET_MAX_BYTES"] = 1000
+    campaign = _campaign(world, "execution-roadmap")
+    client = signed_in(world)
+    too_big = post(client, f"/admin/campaigns/{campaign.id}/assets", {"file": (io.BytesIO(b"x" * 1001), "big.pdf")},
+                   content_type="multipart/form-data", follow_redirects=True)
+    assert "Not attached: big.pdf is" in text(too_big) and "attachments are limited" in text(too_big)
+    post(client, f"/admin/campaigns/{campaign.id}/assets", {"file": (io.BytesIO(b"<html>hi"), "../../page.html")},
+         content_type="multipart/form-data")
+    names = {a.filename: a.id for a in _campaign(world, "execution-roadmap").assets}
+    assert set(names) == {"roadmap.pdf", "page.html"}
+    download = client.get(f"/admin/campaigns/{campaign.id}/assets/{names['page.html']}")
+    assert download.mimetype == "application/octet-stream" and "attachment" in download.headers["Content-Disposition"]
+    assert client.get(f"/admin/campaigns/{campaign.id}/assets/{names['roadmap.pdf']}").data == PDF
+    confirm = client.get(f"/admin/campaigns/{campaign.id}/assets/{names['page.html']}/delete")
+    assert "Remove page.html?" in text(confirm)
+    post(client, f"/admin/campaigns/{campaign.id}/assets/{names['page.html']}/delete")
+    assert [a.filename for a in _campaign(world, "execution-roadmap").assets] == ["roadmap.pdf"]
+
+
+def test_yaml_export_and_import_round_trip_with_the_cli_format(world):
+    client = signed_in(world)
+    exported = client.get("/admin/campaigns/export.yaml")
+    document = yaml.safe_load(exported.data)
+    assert document["campaigns"][0]["slug"] == "execution-roadmap"
+    with world.app_context():
+        assert exported.data.decode() == campaigns.export_yaml(db.session)
+    document["campaigns"][0]["name"] = "Roadmap, imported"
+    document["campaigns"].append({**document["campaigns"][0], "slug": "copy", "name": "A copy"})
+    response = post(client, "/admin/campaigns/import",
+                    {"file": (io.BytesIO(yaml.safe_dump(document).encode()), "campaigns.yaml")},
+                    content_type="multipart/form-data", follow_redirects=True)
+    assert "Imported Roadmap, imported, A copy." in text(response)
+    copy = _campaign(world, "copy")
+    assert [a.filename for a in copy.assets] == ["roadmap.pdf"] and copy.assets[0].data == PDF
+
+
+def test_a_yaml_import_cannot_read_files_from_the_server(world):
+    document = {"campaigns": [{"slug": "x", "name": "X", "magnet": {"subject": "s", "text": "t",
+                                                                   "attachments": ["../../../etc/passwd"]}}]}
+    response = post(signed_in(world), "/admin/campaigns/import",
+                    {"file": (io.BytesIO(yaml.safe_dump(document).encode()), "c.yaml")},
+                    content_type="multipart/form-data", follow_redirects=True)
+    assert "Nothing imported: attachment &#39;../../../etc/passwd&#39;: give a file name, not a path" in text(response)
+    assert _campaign(world, "x") is None
+
+
+def test_per_campaign_numbers_count_enrollments_and_sends(world):
+    receive(world, mail())
+    campaign = _campaign(world, "execution-roadmap")
+    page = text(signed_in(world).get(f"/admin/campaigns/{campaign.id}"))
+    assert re.search(r"<dt>Asked</dt><dd>1</dd>", page)
+    assert re.search(r"Magnet</th><td class=\"num\" data-label=\"Sent\">0</td><td class=\"num\" "
+                     r"data-label=\"Scheduled\">1</td>", page)
+    listing = text(signed_in(world).get("/admin/campaigns"))
+    assert re.search(r"<dt>Asked</dt><dd>1</dd>", listing)
