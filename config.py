@@ -141,6 +141,8 @@ def load(instance_path: str) -> dict:
         "SESSION_COOKIE_SAMESITE": "Lax",
         "PERMANENT_SESSION_LIFETIME": env_int("SESSION_HOURS", 12) * 3600,
         "MAX_CONTENT_LENGTH": env_int("MAX_UPLOAD_MB", 20) * 1024 * 1024,
+        "ASSET_MAX_BYTES": env_int("ASSET_MAX_MB", 10) * 1024 * 1024,
+        "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
     }
 
 

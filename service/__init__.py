@@ -8,6 +8,7 @@ from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
 
@@ -26,6 +27,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(config.load(app.instance_path))
     app.config.update(overrides)
     config.finish(app.config)
+    if app.config["TRUSTED_PROXIES"]:
+        # Behind a reverse proxy: take the client's address and scheme from its X-Forwarded-* headers,
+        # or the login limit would count every user as the proxy.
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
     _init_extensions(app)
     _register(app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -151,16 +151,21 @@ def _steps(entry: dict, where: str) -> list[Step]:
     return steps
 
 
-def _asset(folder: Path, name: str, where: str) -> Asset:
+ASSET_MAX_BYTES = 10 * 1024 * 1024
+
+
+def _asset(folder: Path, name: str, where: str, max_bytes: int) -> Asset:
     path = (folder / name).resolve()
     if not path.is_file():
         raise CampaignError(f"{where}: attachment {name!r} not found next to the campaign file")
+    if path.stat().st_size > max_bytes:
+        raise CampaignError(f"{where}: attachment {name!r} is larger than {max_bytes // (1024 * 1024)} MB")
     data = path.read_bytes()
     kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return Asset(filename=path.name, content_type=kind, data=data, sha256=hashlib.sha256(data).hexdigest())
 
 
-def import_yaml(session: Session, text: str, folder: Path) -> list[Campaign]:
+def import_yaml(session: Session, text: str, folder: Path, max_bytes: int = ASSET_MAX_BYTES) -> list[Campaign]:
     """Create or update the campaigns in a YAML document; attachments are read from `folder`."""
     try:
         document = yaml.safe_load(text) or {}
@@ -169,16 +174,16 @@ def import_yaml(session: Session, text: str, folder: Path) -> list[Campaign]:
     entries = document.get("campaigns") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise CampaignError("the file must have a top-level 'campaigns:' list")
-    return [_import_one(session, entry, folder) for entry in entries]
+    return [_import_one(session, entry, folder, max_bytes) for entry in entries]
 
 
-def _import_one(session: Session, entry: dict, folder: Path) -> Campaign:
+def _import_one(session: Session, entry: dict, folder: Path, max_bytes: int) -> Campaign:
     slug = str(_require(entry, "slug", "campaign"))
     where = f"campaign {slug!r}"
     campaign = by_slug(session, slug) or Campaign(slug=slug, priority=_next_priority(session))
     _apply(campaign, entry, where)
     steps = _steps(entry, where)
-    assets = [_asset(folder, n, where) for n in (entry["magnet"].get("attachments") or [])]
+    assets = [_asset(folder, n, where, max_bytes) for n in (entry["magnet"].get("attachments") or [])]
     campaign.steps.clear()
     campaign.assets.clear()
     session.add(campaign)

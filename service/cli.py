@@ -35,7 +35,8 @@ def campaigns_group() -> None:
 def campaigns_import(file: Path) -> None:
     """Create or update the campaigns in FILE (attachments are read next to it)."""
     try:
-        done = campaigns.import_yaml(db.session, file.read_text(encoding="utf-8"), file.parent)
+        text, limit = file.read_text(encoding="utf-8"), current_app.config["ASSET_MAX_BYTES"]
+        done = campaigns.import_yaml(db.session, text, file.parent, limit)
     except campaigns.CampaignError as exc:
         db.session.rollback()
         raise click.ClickException(f"{file}: {exc}") from exc

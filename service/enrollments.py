@@ -79,6 +79,9 @@ def open_for(session: Session, contact: Contact) -> list[Enrollment]:
 HALTED = "stopped"
 # An admin's "stop the sequence": final, like replied, but said by the consultant, not the prospect.
 _ALLOWED[HALTED] = (ACTIVE, PAUSED)
+# An unsubscribe or a bounce after an admin's stop is still the truer, final word.
+_ALLOWED[UNSUBSCRIBED] = (*_ALLOWED[UNSUBSCRIBED], HALTED)
+_ALLOWED[BOUNCED] = (*_ALLOWED[BOUNCED], HALTED)
 ADMIN_MOVES = {"pause": PAUSED, "resume": ACTIVE, "stop": HALTED}
 
 
@@ -86,11 +89,17 @@ def by_id(session: Session, enrollment_id: int) -> Enrollment | None:
     return session.get(Enrollment, enrollment_id)
 
 
-def admin_move(session: Session, enrollment: Enrollment, action: str, who: str) -> None:
-    """Pause, resume or stop a sequence for an admin; raises EnrollmentError when the state forbids it."""
+def admin_move(session: Session, enrollment: Enrollment, action: str, who: str, domain: str) -> Outbound | None:
+    """Pause, resume or stop a sequence for an admin; a resume returns the follow-up to queue again.
+
+    Raises EnrollmentError when the state forbids the move.
+    """
+    from . import outbound  # outbound imports this module; importing late breaks the cycle
+
     state = ADMIN_MOVES[action]
     if not move(session, enrollment, state, f"{action} by {who}"):
         raise EnrollmentError(f"cannot {action} a sequence that is {enrollment.state}")
+    return outbound.resume(session, enrollment, domain) if action == "resume" else None
 
 
 def resend_magnet(session: Session, enrollment: Enrollment, domain: str, repeat_days: int) -> Outbound:

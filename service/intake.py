@@ -126,14 +126,18 @@ def on_request(session, message, parsed, result, settings) -> list[Outbound]:
     if not to or campaign is None or forged:
         _review(message, forged or "request without a usable sender address or campaign")
         return []
+    if contacts.is_suppressed(session, to):
+        # Checked before any contact is created: an erased person must not come back by asking again.
+        known = contacts.find(session, to)
+        message.contact_id = known.id if known else None
+        message.reasons = [*message.reasons, "address is suppressed: nothing sent"]
+        contacts.record(session, known, "request_ignored", "address is suppressed", inbound_id=message.id)
+        return []
     contact = contacts.upsert(session, to, parsed.from_name)
     # One request at a time per contact (PostgreSQL row lock), so two workers can't both send a magnet.
     session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update())
     message.contact_id = contact.id
     contacts.record(session, contact, "request", f"asked for {campaign.name}", inbound_id=message.id)
-    if contacts.is_suppressed(session, to):
-        contacts.record(session, contact, "request_ignored", "address is suppressed", inbound_id=message.id)
-        return []
     enrollment, _ = enrollments.enroll(session, contact, campaign)
     if outbound.recent_magnet(session, contact.id, settings["MAGNET_REPEAT_DAYS"]):
         _review(message, f"repeat request within {settings['MAGNET_REPEAT_DAYS']} days: no second magnet")

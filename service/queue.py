@@ -62,6 +62,21 @@ def enqueue(path: str, *args: int, job_id: str, at: datetime | None = None, retr
         return False
 
 
+def queue_send(row) -> bool:
+    """Queue the send job of a ledger row, now or at its due time; the job id names the row and the time."""
+    from .models import utcnow
+
+    at = row.due_at if row.due_at > utcnow() else None
+    return enqueue("workers.jobs.send", row.id, job_id=f"out-{row.id}-{int(row.due_at.timestamp())}", at=at)
+
+
+def queue_inbound(message_id: int) -> bool:
+    """Queue the processing of a stored message; RQ retries twice before intake quarantines it."""
+    return enqueue(
+        "workers.jobs.process_inbound", message_id, job_id=f"in-{message_id}", retry=Retry(max=2, interval=[5, 30])
+    )
+
+
 def _pending(job_id: str, redis: Redis) -> bool:
     """True when the job is already waiting or running, so queuing it again would double it."""
     try:

@@ -2,7 +2,6 @@
 
     .venv/bin/python -m tests.bench_admin                  # build, fill, time (prints p50/p95 per page)
     .venv/bin/python -m tests.bench_admin --requests 100   # more samples per page
-    .venv/bin/python -m tests.bench_admin --indexes        # also time again with PROPOSED_INDEXES applied
 
 Not collected by pytest (no test_ prefix). Needs PostgreSQL on 127.0.0.1:5432 (user postgres) and
 redis-server, as the test suite does. The database is created fresh and dropped at the end.
@@ -36,18 +35,6 @@ STATES = ["active"] * 20 + ["completed"] * 40 + ["replied"] * 10 + ["unsubscribe
     ["paused"] * 2 + ["stopped"] * 20
 RAW = (b"From: someone@company.example\r\nTo: roadmap@acumen.example\r\nSubject: Roadmap please\r\n"
        b"Message-ID: <x@company.example>\r\n\r\n" + b"Please send me the Execution Success Roadmap. " * 10)
-
-# Indexes the admin's queries would like (see the report); --indexes applies them and times again.
-PROPOSED_INDEXES: list[str] = [
-    # Free-text search: LIKE '%text%' on contacts.search_text() (address + lower(name)).
-    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-    "CREATE INDEX ix_contact_search_trgm ON contact USING gin ((email || ' ' || lower(name)) gin_trgm_ops)",
-    # Company search: domain LIKE 'acme.co%' (a plain btree serves LIKE prefixes only in the C collation).
-    "CREATE INDEX ix_contact_domain_prefix ON contact (domain text_pattern_ops)",
-    # The dashboard's funnel and chart: an index-only scan of 90 days of a few event kinds.
-    "CREATE INDEX ix_event_kind_created_at ON event (kind, created_at)",
-]
-
 
 def _ago(rng: random.Random, days: int = 365) -> datetime:
     return NOW - timedelta(seconds=rng.randrange(days * 86400))
@@ -199,7 +186,6 @@ def report(title: str, results: dict[str, tuple[float, float, float]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=60, help="requests per page (default 60)")
-    parser.add_argument("--indexes", action="store_true", help="time again with PROPOSED_INDEXES applied")
     args = parser.parse_args()
     redis = RedisServer().start()
     try:
@@ -224,14 +210,7 @@ def main() -> None:
                 fill()
                 _analyze(url)
                 print(f"  ready in {time.perf_counter() - started:.0f} s", flush=True)
-                report(f"Server time over {args.requests} requests per page (migrations' indexes only):",
-                       measure(app, args.requests))
-                if args.indexes and PROPOSED_INDEXES:
-                    for statement in PROPOSED_INDEXES:
-                        db.session.execute(text(statement))
-                    db.session.commit()
-                    _analyze(url)
-                    report("With PROPOSED_INDEXES:", measure(app, args.requests))
+                report(f"Server time over {args.requests} requests per page:", measure(app, args.requests))
                 db.session.remove()
                 db.engine.dispose()
     finally:

@@ -249,9 +249,10 @@ def test_erase_deletes_personal_data_keeps_a_hash_and_the_address_is_never_maile
         kept = db.session.scalar(select(Suppression).where(Suppression.address_hash == key))
         assert kept.email is None and kept.reason == "erased"
         assert "bob@prospect.example" not in repr(db.session.execute(select(Event.detail)).all())
-    receive(world, mail())  # asks again later: no magnet
+    receive(world, mail())  # asks again later: no magnet, and they are not re-added
     with world.app_context():
         assert db.session.scalar(select(func.count(Outbound.id))) == 0
+        assert db.session.scalar(select(func.count(Contact.id)).where(Contact.email == "bob@prospect.example")) == 0
 
 
 def test_the_csv_export_defuses_formulas(world):
@@ -274,3 +275,19 @@ def test_the_export_walks_all_matching_contacts_in_batches(world, monkeypatch):
     _people(world, 30)
     rows = list(csv.DictReader(io.StringIO(text(signed_in(world).get("/admin/contacts/export.csv?tag=vip")))))
     assert len(rows) == 6 and {r["tags"] for r in rows} == {"vip"}
+
+
+def test_resume_after_a_pause_plans_the_next_follow_up_again(world, sink):
+    from tests.world import run_worker
+
+    bob_id, e_id = _bob_enrollment(world)
+    run_worker(world)  # the magnet goes; follow-up 1 is planned
+    sink.wait_for(1)
+    client = signed_in(world)
+    post(client, f"/admin/enrollments/{e_id}/pause")
+    with world.app_context():
+        assert db.session.scalar(select(Outbound.state).where(Outbound.kind == "followup")) == "cancelled"
+    post(client, f"/admin/enrollments/{e_id}/resume")
+    with world.app_context():
+        rows = db.session.scalars(select(Outbound).where(Outbound.kind == "followup")).all()
+        assert [(r.state, r.step_position) for r in rows] == [("pending", 1)]

@@ -119,3 +119,12 @@ def test_the_default_campaign_file_is_what_first_run_loads():
     document = yaml.safe_load(DEFAULT_YAML.read_text())
     assert [c["slug"] for c in document["campaigns"]] == ["execution-roadmap"]
     assert Path(DEFAULT_YAML.parent / "roadmap.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_an_oversized_attachment_is_refused_at_import(cli_env, tmp_path):
+    _upgraded(cli_env)
+    (tmp_path / "roadmap.pdf").write_bytes(b"%PDF" + b"0" * 2 * 1024 * 1024)
+    (tmp_path / "c.yaml").write_text(DEFAULT_YAML.read_text())
+    cli_env["ASSET_MAX_MB"] = "1"
+    result = flask(["campaigns", "import", str(tmp_path / "c.yaml")], cli_env)
+    assert result.returncode != 0 and "larger than 1 MB" in result.stderr

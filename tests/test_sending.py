@@ -20,7 +20,7 @@ from tests.world import mail, parse, run_worker, scalar
 
 def ask(app, *senders: str) -> None:
     """Store requests as the poller would, and queue them."""
-    from workers.jobs import queue_inbound
+    from service.queue import queue_inbound
 
     with app.app_context():
         for n, sender in enumerate(senders):
@@ -261,7 +261,7 @@ def test_a_failed_sent_copy_is_logged_and_the_send_still_counts(imap_settings, w
 
 
 def test_queuing_the_same_row_twice_is_harmless(world, sink):
-    from workers.jobs import queue_send
+    from service.queue import queue_send
 
     ask(world, "bob@prospect.example")
     with world.app_context():

@@ -87,3 +87,27 @@ def test_one_click_for_an_erased_person_still_answers_200(app):
         db.session.commit()
     response = app.test_client(use_cookies=False).post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 200 and b"this address" in response.data
+
+
+def test_behind_a_trusted_proxy_the_client_address_comes_from_x_forwarded_for(make_app):
+    from flask import request
+
+    app = make_app(TRUSTED_PROXIES=1)
+    seen = {}
+
+    @app.get("/_who")
+    def who():
+        seen["addr"], seen["scheme"] = request.remote_addr, request.scheme
+        return ""
+
+    app.test_client().get("/_who", headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"})
+    assert seen == {"addr": "203.0.113.9", "scheme": "https"}
+    direct = make_app()
+
+    @direct.get("/_who")
+    def who_direct():
+        seen["addr"] = request.remote_addr
+        return ""
+
+    direct.test_client().get("/_who", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert seen["addr"] == "127.0.0.1"  # without a trusted proxy the header is ignored

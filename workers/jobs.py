@@ -9,7 +9,6 @@ import traceback
 from datetime import timedelta
 
 from flask import Flask, current_app
-from rq import Retry
 from sqlalchemy import select
 
 from service import contacts, create_app, enrollments, intake, outbound, queue, throttle
@@ -18,6 +17,7 @@ from service.campaigns import next_open
 from service.extensions import db
 from service.mailer import SendError, Transport, compose, envelope_sender, to_bytes
 from service.models import Campaign, Contact, Enrollment, InboundMessage, Outbound, utcnow
+from service.queue import queue_inbound, queue_send
 
 from .imap import copy_to_sent
 
@@ -39,19 +39,6 @@ def transport(settings: dict) -> Transport:
     if os.getpid() not in per_process:
         per_process[os.getpid()] = Transport(settings)
     return per_process[os.getpid()]
-
-
-def queue_inbound(message_id: int) -> bool:
-    return queue.enqueue(
-        "workers.jobs.process_inbound", message_id, job_id=f"in-{message_id}",
-        retry=Retry(max=MAX_ATTEMPTS - 1, interval=[5, 30]),
-    )
-
-
-def queue_send(row: Outbound) -> bool:
-    at = row.due_at if row.due_at > utcnow() else None
-    stamp = int(row.due_at.timestamp())
-    return queue.enqueue("workers.jobs.send", row.id, job_id=f"out-{row.id}-{stamp}", at=at)
 
 
 def _waiting(message_id: int) -> InboundMessage | None:

@@ -27,9 +27,9 @@ from sqlalchemy.exc import OperationalError
 from service import intake
 from service.extensions import db
 from service.models import InboundMessage, MailboxState, utcnow
+from service.queue import queue_inbound
 
 from . import imap
-from .jobs import queue_inbound
 
 log = logging.getLogger(__name__)
 DONE_STATES = ("processed", "review", "backlog", "quarantined")

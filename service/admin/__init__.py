@@ -11,13 +11,12 @@ from datetime import datetime
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 from flask_login import current_user
 
-from .. import queue, stats
+from .. import stats
 from ..extensions import db, login
-from ..models import Outbound, User, utcnow
+from ..models import User, utcnow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 PUBLIC_ENDPOINTS = {"admin.login_page"}
-SEND_JOB = "workers.jobs.send"
 
 login.login_view = "admin.login_page"
 login.login_message = "Please sign in to see that page."
@@ -67,12 +66,6 @@ def framed(response: Response) -> Response:
     """Mark a response as an email shown inside a sandboxed iframe."""
     response.headers["Content-Security-Policy"] = FRAME_CSP
     return response
-
-
-def enqueue_send(row: Outbound) -> bool:
-    """Queue the send job for a ledger row by dotted path (service/ never imports workers/)."""
-    at = row.due_at if row.due_at > utcnow() else None
-    return queue.enqueue(SEND_JOB, row.id, job_id=f"out-{row.id}-{int(row.due_at.timestamp())}", at=at)
 
 
 def back(default: str) -> Response:

@@ -6,13 +6,12 @@ from flask import Response, abort, current_app, flash, make_response, redirect, 
 from flask_login import current_user
 from werkzeug.utils import secure_filename
 
-from .. import campaigns, contacts, stats
+from .. import campaigns, contacts, queue, stats
 from ..extensions import db
 from ..models import Campaign
-from . import back, bp, confirm, enqueue_send, forms, framed, preview
+from . import back, bp, confirm, forms, framed, preview
 from .forms import AssetForm, CampaignForm, TestSendForm, YamlImportForm
 
-ASSET_LIMIT = 10 * 1024 * 1024
 NEW_CAMPAIGN = {
     "active": False, "timezone": "UTC", "window": "mon-fri 08:00-18:00", "steps": [],
     "magnet_text": 'Hi {{ contact.first_name or "there" }},\n\nThanks for asking: here it is, attached.\n\n'
@@ -102,7 +101,7 @@ def campaign_test(campaign_id: int):
         flash(f"No test sent: {exc}.", "error")
         return redirect(_here(campaign))
     db.session.commit()
-    enqueue_send(row)
+    queue.queue_send(row)
     flash(f"A test of the saved {'follow-up ' + which if position else 'magnet'} is on its way to {row.to_address}.",
           "ok")
     return redirect(_here(campaign))
@@ -128,7 +127,7 @@ def campaign_move(campaign_id: int):
 @bp.post("/campaigns/<int:campaign_id>/assets")
 def campaign_asset_add(campaign_id: int):
     campaign, form = _campaign(campaign_id), AssetForm()
-    limit = current_app.config.get("ASSET_MAX_BYTES", ASSET_LIMIT)
+    limit = current_app.config["ASSET_MAX_BYTES"]
     try:
         if not form.validate_on_submit():
             raise campaigns.CampaignError("choose a file first")

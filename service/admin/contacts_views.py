@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Response, abort, current_app, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 
-from .. import contacts, enrollments, intake, stats
+from .. import contacts, enrollments, intake, queue, stats
 from ..extensions import db
 from ..models import Contact, Enrollment
 from ..outbound import LimitError
-from . import back, bp, confirm, csvio, enqueue_send
+from . import back, bp, confirm, csvio
 from .forms import TagsForm
 
 STATE_FILTERS = (("", "Any state"), ("hot", "Hot lead"), ("suppressed", "Suppressed"),
@@ -135,12 +135,14 @@ def enrollment_stop_confirm(enrollment_id: int):
 def enrollment_move(enrollment_id: int, action: str):
     e = _enrollment(enrollment_id)
     try:
-        enrollments.admin_move(db.session, e, action, current_user.email)
+        row = enrollments.admin_move(db.session, e, action, current_user.email, current_app.config["MAIL_DOMAIN"])
     except enrollments.EnrollmentError as exc:
         db.session.rollback()
         flash(f"Not changed: {exc}.", "error")
         return redirect(_here(e.contact_id))
     db.session.commit()
+    if row is not None:
+        queue.queue_send(row)
     flash(f"{e.campaign.name}: the sequence is {e.state} now.", "ok")
     return redirect(_here(e.contact_id))
 
@@ -155,6 +157,6 @@ def enrollment_resend(enrollment_id: int):
         flash(f"Not resent: {exc}.", "error")
         return redirect(_here(e.contact_id))
     db.session.commit()
-    enqueue_send(row)
+    queue.queue_send(row)
     flash(f"The magnet is queued for {row.to_address}, in the same thread as before.", "ok")
     return redirect(_here(e.contact_id))

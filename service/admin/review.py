@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import abort, current_app, flash, render_template, request, url_for
 from flask_login import current_user
-from rq import Retry
 from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
@@ -12,7 +11,7 @@ from .. import campaigns, contacts, intake, queue
 from ..extensions import db
 from ..models import InboundMessage, Outbound, utcnow
 from ..stats import REVIEW_STATES
-from . import back, bp, enqueue_send
+from . import back, bp
 from .forms import ReplyFromForm
 
 PAGE = 25
@@ -90,7 +89,7 @@ def inbound_correct(message_id: int):
         return back(url_for("admin.review_list"))
     db.session.commit()
     for row in rows:
-        enqueue_send(row)
+        queue.queue_send(row)
     queued = f" {len(rows)} mail queued." if rows else ""
     flash(f"Message #{message_id} is now treated as {LABELS.get(kind, kind)}.{queued}", "ok")
     return back(url_for("admin.review_list"))
@@ -113,8 +112,6 @@ def inbound_retry(message_id: int):
         flash(f"Not retried: {exc}.", "error")
         return back(url_for("admin.review_list"))
     db.session.commit()
-    # Same id and retries as the worker's own queueing (workers.jobs.queue_inbound).
-    queue.enqueue("workers.jobs.process_inbound", message.id, job_id=f"in-{message.id}",
-                  retry=Retry(max=2, interval=[5, 30]))
+    queue.queue_inbound(message.id)
     flash(f"Message #{message_id} is queued for processing again.", "ok")
     return back(url_for("admin.review_list"))
