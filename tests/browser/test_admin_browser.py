@@ -27,7 +27,7 @@ def test_signing_in_is_needed_and_then_lands_on_the_dashboard(page):
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_have_text("Wrong email or password.")
     sign_in(page)
-    expect(page.get_by_role("heading", level=1)).to_have_text("Good morning")
+    expect(page.get_by_role("heading", level=1)).to_have_text("At a glance")
     expect(page.get_by_role("link", name="Dashboard")).to_have_attribute("aria-current", "page")
     shot(page, "02-dashboard-empty")
 
