@@ -237,7 +237,36 @@ def make_test_certificates(folder: Path, hostname: str = "localhost") -> tuple[P
 # --------------------------------------------------------------------------- Dovecot
 
 
-class Dovecot:
+class _ManagedServer:
+    """A server child process living in a temporary folder: restart keeps the folder, cleanup removes it."""
+
+    # Each server sets these and defines start() and stop().
+    root: Path | None
+    _process: _ChildProcess | None
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports (Dovecot keeps its mail; Redis has no persistence)."""
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        """Stop the server and delete its folder."""
+        self.stop()
+        if self.root is not None:
+            _remove_temporary_dir(self.root)
+            self.root = None
+
+    def running(self) -> bool:
+        return self._process is not None and self._process.running()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cleanup()
+
+
+class Dovecot(_ManagedServer):
     """A real Dovecot IMAP server in a temporary folder.
 
     ``port`` speaks plain IMAP and offers STARTTLS, ``tls_port`` is implicit TLS (IMAPS).
@@ -319,26 +348,6 @@ class Dovecot:
         for lock in (self._root / "state").glob("*.lock*"):
             lock.unlink(missing_ok=True)
 
-    def restart(self) -> None:
-        """Stop and start again on the same ports with the same mail (clients are dropped)."""
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        """Stop the server and delete its folder."""
-        self.stop()
-        if self.root is not None:
-            _remove_temporary_dir(self.root)
-            self.root = None
-
-    def running(self) -> bool:
-        return self._process is not None and self._process.running()
-
-    def __enter__(self) -> Dovecot:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cleanup()
 
     def _prepare(self) -> None:
         root = _make_temporary_dir("ft-dovecot-")
@@ -818,7 +827,7 @@ class SmtpSink:
 # --------------------------------------------------------------------------- Redis
 
 
-class RedisServer:
+class RedisServer(_ManagedServer):
     """A throw-away ``redis-server`` without persistence on a free port."""
 
     def __init__(self, port: int | None = None, host: str = "127.0.0.1") -> None:
@@ -868,25 +877,6 @@ class RedisServer:
             self._process.stop()
             self._process = None
 
-    def restart(self) -> None:
-        """Stop and start on the same port; all data is gone (there is no persistence)."""
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self.root is not None:
-            _remove_temporary_dir(self.root)
-            self.root = None
-
-    def running(self) -> bool:
-        return self._process is not None and self._process.running()
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.cleanup()
 
     def client(self, **kwargs: Any) -> Any:
         """A ``redis.Redis`` connected to this server."""
