@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from . import contacts
 from .campaigns import next_open, parse_delay
 from .enrollments import ACTIVE, COMPLETED, move
-from .models import Campaign, Enrollment, InboundMessage, Outbound, Step, utcnow
+from .models import Campaign, Enrollment, Event, InboundMessage, Outbound, Step, utcnow
 
 PENDING, SENDING, SENT, FAILED, CANCELLED, UNKNOWN = (
     "pending", "sending", "sent", "failed", "cancelled", "unknown",
@@ -168,6 +168,37 @@ def stop_reason(session: Session, row: Outbound) -> str | None:
     return None
 
 
+def breaker(session: Session, settings: dict, now: datetime | None = None) -> str | None:
+    """Why all sending should pause (too many hard bounces or complaints in 24 h), or None.
+
+    A mailbox that keeps sending into bad addresses or spam complaints loses its reputation
+    for every prospect; better to stop and let the consultant look (the dashboard says why).
+    """
+    now = now or utcnow()
+    since = now - timedelta(hours=24)
+    sends = session.scalar(select(func.count(Outbound.id)).where(Outbound.state == SENT, Outbound.sent_at >= since))
+    if sends < settings["BREAKER_MIN_SENDS"]:
+        return None
+    kinds = dict(session.execute(
+        select(Event.kind, func.count(Event.id))
+        .where(Event.kind.in_(("bounce_hard", "complaint")), Event.created_at >= since).group_by(Event.kind)
+    ).all())
+    bounces, complaints = kinds.get("bounce_hard", 0), kinds.get("complaint", 0)
+    if bounces * 100 > settings["BREAKER_BOUNCE_PERCENT"] * sends:
+        return f"sending paused: {bounces} hard bounces for {sends} sends in 24 h"
+    if complaints * 1000 > settings["BREAKER_COMPLAINT_PER_THOUSAND"] * sends:
+        return f"sending paused: {complaints} spam complaints for {sends} sends in 24 h"
+    return None
+
+
+def stale(row: Outbound, hours: int, now: datetime | None = None) -> str | None:
+    """A follow-up far past its time (the worker or Redis was down) is skipped, not sent days late."""
+    late = (now or utcnow()) - row.due_at
+    if row.kind != "followup" or late < timedelta(hours=hours):
+        return None
+    return f"skipped: {late.total_seconds() / 3600:.0f} h late (was the worker or Redis down?)"
+
+
 def paused_campaign(session: Session, row: Outbound) -> bool:
     """A paused campaign holds its sends (they wait, and go when it is active again)."""
     campaign = session.get(Campaign, row.campaign_id) if row.campaign_id else None
@@ -222,6 +253,12 @@ def defer(row: Outbound, until: datetime, why: str) -> None:
 def mark_unknown(row: Outbound, why: str) -> None:
     """The server may or may not have the message: show it, never resend it blindly."""
     row.state = UNKNOWN
+    row.note = why
+
+
+def skip(row: Outbound, why: str) -> None:
+    """Never sent, on purpose, and shown with the failures so someone looks."""
+    row.state = FAILED
     row.note = why
 
 

@@ -373,3 +373,44 @@ def test_resuming_a_paused_enrollment_plans_the_next_step_again_without_a_copy(w
     run_worker(world)
     assert len(sink.wait_for(2)) == 2
     assert len(rows(world, kind="followup", step_position=1)) == 1
+
+
+def test_a_follow_up_days_late_after_an_outage_is_skipped_and_shown(world, sink):
+    ask(world, "bob@prospect.example")
+    run_worker(world)
+    sink.wait_for(1)
+    with world.app_context():
+        db.session.execute(update(Outbound).where(Outbound.kind == "followup")
+                           .values(due_at=datetime.now(UTC) - timedelta(days=3)))
+        db.session.commit()
+    run_worker(world)
+    [row] = rows(world, kind="followup")
+    assert row.state == "failed" and row.note.startswith("skipped: 72 h late")
+    assert len(sink.messages) == 1
+    assert scalar(world, "SELECT count(*) FROM event WHERE kind = 'send_skipped'") == 1
+
+
+def test_too_many_hard_bounces_pause_all_sending(world, sink):
+    from service.models import Contact, Event
+
+    with world.app_context():
+        someone = Contact(email="x@y.example", name="")
+        db.session.add(someone)
+        db.session.flush()
+        now = datetime.now(UTC)
+        for n in range(20):
+            db.session.add(Outbound(key=f"old:{n}", kind="magnet", contact_id=someone.id, to_address=f"p{n}@y.example",
+                                    message_id=f"old{n}@acumen.example", state="sent", sent_at=now))
+        db.session.add_all([Event(contact_id=someone.id, kind="bounce_hard") for _ in range(2)])
+        db.session.commit()
+    ask(world, "bob@prospect.example")
+    run_worker(world)
+    [row] = rows(world, kind="magnet", to_address="bob@prospect.example")
+    assert row.state == "pending" and row.note == "sending paused: 2 hard bounces for 20 sends in 24 h"
+    assert sink.messages == []
+    world.config["BREAKER_BOUNCE_PERCENT"] = 20  # the consultant raises the bar: it goes
+    with world.app_context():
+        db.session.execute(update(Outbound).where(Outbound.id == row.id).values(due_at=datetime.now(UTC)))
+        db.session.commit()
+    run_worker(world)
+    assert len(sink.wait_for(1)) == 1

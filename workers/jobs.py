@@ -102,6 +102,14 @@ def send(row_id: int) -> str:
             session.commit()
             return f"cancelled: {reason}"
         campaign = session.get(Campaign, row.campaign_id)
+        skipped = outbound.stale(row, settings["STALE_FOLLOWUP_HOURS"])
+        if skipped:
+            outbound.skip(row, skipped)
+            contact = session.get(Contact, row.contact_id) if row.contact_id else None
+            contacts.record(session, contact, "send_skipped", skipped, outbound_id=row.id)
+            session.commit()
+            log.error("ledger row #%s %s", row_id, skipped)
+            return skipped
         if outbound.paused_campaign(session, row):
             outbound.defer(row, utcnow() + timedelta(hours=1), "campaign paused: waiting for it to be active again")
             session.commit()
@@ -131,6 +139,11 @@ def _must_wait(row: Outbound, campaign: Campaign, settings: dict) -> bool:
         if opens > now + timedelta(seconds=1):
             outbound.defer(row, opens, f"waiting for the sending window ({campaign.window}, {campaign.timezone})")
             return True
+    tripped = outbound.breaker(db.session, settings, now) if row.kind != "test" else None
+    if tripped:
+        log.error("%s; ledger row #%s waits an hour", tripped, row.id)
+        outbound.defer(row, now + timedelta(hours=1), tripped)
+        return True
     later = throttle.take_slot(queue.connection(), settings["SEND_PER_MINUTE"], settings["SEND_PER_DAY"], now)
     if later:
         outbound.defer(row, later, "pace limit reached (SEND_PER_MINUTE / SEND_PER_DAY)")
