@@ -146,3 +146,19 @@ def test_the_dashboard_still_renders_when_redis_is_down(make_app):
         db.session.commit()
     page = signed_in(app).get("/admin/")
     assert page.status_code == 200 and "Redis cannot be reached" in text(page)
+
+
+def test_the_dashboard_says_when_the_breaker_has_paused_sending(world):
+    from service.models import Contact
+
+    with world.app_context():
+        someone = Contact(email="x@y.example", name="")
+        db.session.add(someone)
+        db.session.flush()
+        for n in range(20):
+            db.session.add(Outbound(key=f"b:{n}", kind="magnet", contact_id=someone.id, to_address=f"p{n}@y.example",
+                                    message_id=f"b{n}@acumen.example", state="sent", sent_at=utcnow()))
+        db.session.add(Event(contact_id=someone.id, kind="complaint"))
+        db.session.commit()
+    page = text(signed_in(world).get("/admin/"))
+    assert "Sending paused: 1 spam complaints for 20 sends in 24 h." in page

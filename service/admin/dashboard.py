@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import flash, redirect, render_template, url_for
+from flask import current_app, flash, redirect, render_template, url_for
 
-from .. import queue, stats
+from .. import outbound, queue, stats
 from ..extensions import db
 from . import bp, chart
 
@@ -19,6 +19,7 @@ def dashboard():
     return render_template(
         "admin/dashboard.html", o=data, funnel=data.activity.funnel(), windows=stats.WINDOWS,
         chart=chart.daily(data.activity.series()), jobs=_queue_health(),
+        paused=outbound.breaker(db.session, current_app.config),
     )
 
 
