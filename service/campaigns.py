@@ -154,8 +154,11 @@ def _steps(entry: dict, where: str) -> list[Step]:
 ASSET_MAX_BYTES = 10 * 1024 * 1024
 
 
-def _asset(folder: Path, name: str, where: str, max_bytes: int) -> Asset:
+def _asset(folder: Path, name: str, where: str, max_bytes: int, kept: Asset | None = None) -> Asset:
+    """The attachment from the file next to the YAML, else (admin upload) the stored file it names."""
     path = (folder / name).resolve()
+    if not path.is_file() and kept is not None:
+        return Asset(filename=kept.filename, content_type=kept.content_type, data=kept.data, sha256=kept.sha256)
     if not path.is_file():
         raise CampaignError(f"{where}: attachment {name!r} not found next to the campaign file")
     if path.stat().st_size > max_bytes:
@@ -165,8 +168,13 @@ def _asset(folder: Path, name: str, where: str, max_bytes: int) -> Asset:
     return Asset(filename=path.name, content_type=kind, data=data, sha256=hashlib.sha256(data).hexdigest())
 
 
-def import_yaml(session: Session, text: str, folder: Path, max_bytes: int = ASSET_MAX_BYTES) -> list[Campaign]:
-    """Create or update the campaigns in a YAML document; attachments are read from `folder`."""
+def import_yaml(
+    session: Session, text: str, folder: Path, max_bytes: int = ASSET_MAX_BYTES, keep_current: bool = False
+) -> list[Campaign]:
+    """Create or update the campaigns in a YAML document; attachments are read from `folder`.
+
+    With `keep_current`, an attachment missing from `folder` keeps that campaign's current file.
+    """
     try:
         document = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -174,16 +182,18 @@ def import_yaml(session: Session, text: str, folder: Path, max_bytes: int = ASSE
     entries = document.get("campaigns") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise CampaignError("the file must have a top-level 'campaigns:' list")
-    return [_import_one(session, entry, folder, max_bytes) for entry in entries]
+    return [_import_one(session, entry, folder, max_bytes, keep_current) for entry in entries]
 
 
-def _import_one(session: Session, entry: dict, folder: Path, max_bytes: int) -> Campaign:
+def _import_one(session: Session, entry: dict, folder: Path, max_bytes: int, keep_current: bool) -> Campaign:
     slug = str(_require(entry, "slug", "campaign"))
     where = f"campaign {slug!r}"
     campaign = by_slug(session, slug) or Campaign(slug=slug, priority=_next_priority(session))
     _apply(campaign, entry, where)
     steps = _steps(entry, where)
-    assets = [_asset(folder, n, where, max_bytes) for n in (entry["magnet"].get("attachments") or [])]
+    names = entry["magnet"].get("attachments") or []
+    kept = {n: _stored(session, campaign, n) for n in names} if keep_current else {}
+    assets = [_asset(folder, n, where, max_bytes, kept.get(n)) for n in names]
     campaign.steps.clear()
     campaign.assets.clear()
     session.add(campaign)
@@ -194,6 +204,12 @@ def _import_one(session: Session, entry: dict, folder: Path, max_bytes: int) -> 
         campaign.assets.append(asset)
     session.flush()
     return campaign
+
+
+def _stored(session: Session, campaign: Campaign, name: str) -> Asset | None:
+    """This campaign's own file of that name, else (a new campaign copied from another) the oldest one."""
+    own = next((a for a in campaign.assets if a.filename == name), None)
+    return own or session.scalars(select(Asset).where(Asset.filename == name).order_by(Asset.id)).first()
 
 
 def _next_priority(session: Session) -> int:
@@ -282,7 +298,7 @@ def move_priority(session: Session, campaign: Campaign, offset: int) -> None:
         item.priority = number
 
 
-def add_asset(campaign: Campaign, filename: str, data: bytes, limit: int) -> Asset:
+def add_asset(session: Session, campaign: Campaign, filename: str, data: bytes, limit: int) -> Asset:
     """Attach a file to the magnet (replacing one of the same name); refuses empty or oversized files."""
     if not filename:
         raise CampaignError("the file has no usable name")
@@ -292,6 +308,7 @@ def add_asset(campaign: Campaign, filename: str, data: bytes, limit: int) -> Ass
         raise CampaignError(f"{filename} is {len(data) / 1e6:.1f} MB; attachments are limited to {limit / 1e6:.0f} MB")
     for old in [a for a in campaign.assets if a.filename == filename]:
         campaign.assets.remove(old)
+    session.flush()  # the old row goes first: SQLAlchemy would insert before deleting (unique name)
     kind = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     asset = Asset(filename=filename, content_type=kind, data=data, sha256=hashlib.sha256(data).hexdigest(),
                   position=len(campaign.assets))
@@ -334,11 +351,12 @@ def import_upload(session: Session, text: str, files: dict[str, bytes]) -> list[
     _plain_attachment_names(text)
     with tempfile.TemporaryDirectory(prefix="ft-campaigns-") as folder:
         here = Path(folder)
-        for asset in session.scalars(select(Asset)):
-            (here / asset.filename).write_bytes(asset.data)
         for name, data in files.items():
-            (here / Path(name).name).write_bytes(data)
-        return import_yaml(session, text, here)
+            plain = Path(name).name
+            if plain in ("", ".", "..") or plain.startswith("."):
+                raise CampaignError(f"uploaded file {name!r}: give it a plain file name")
+            (here / plain).write_bytes(data)
+        return import_yaml(session, text, here, keep_current=True)
 
 
 def _plain_attachment_names(text: str) -> None:

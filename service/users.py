@@ -56,3 +56,8 @@ def _dummy() -> str:
     if not _DUMMY:
         _DUMMY.append(_hasher.hash("not-a-real-password"))
     return _DUMMY[0]
+
+
+def end_sessions(session: Session, user: User) -> None:
+    """Sign-out everywhere: every cookie carrying the old session version stops working."""
+    user.session_version += 1

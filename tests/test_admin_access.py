@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import re
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+from werkzeug.serving import make_server
 
 from service.admin import throttle
 from service.extensions import db
@@ -146,3 +154,38 @@ def test_signing_out_ends_the_session(world):
     client = signed_in(world)
     assert post(client, "/admin/logout").status_code == 302
     assert client.get("/admin/").headers["Location"].startswith("/admin/login")
+
+
+def test_a_copy_of_the_session_cookie_is_void_after_signing_out(world):
+    client = signed_in(world)
+    stolen = client.get_cookie("session").value
+    assert client.get("/admin/").status_code == 200
+    post(client, "/admin/logout")
+    replay = world.test_client()
+    replay.set_cookie("session", stolen)
+    assert replay.get("/admin/").status_code == 302
+
+
+def test_parallel_guesses_cannot_slip_past_the_limit(world, redis_server):
+    world.config["SESSION_COOKIE_SECURE"] = False  # plain http on loopback
+    server = make_server("127.0.0.1", 0, world, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}/admin/login"
+
+    def guess(_) -> int:
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        page = browser.open(base).read().decode()
+        csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode({"email": ALICE[0], "password": "wrong guess!", "csrf_token": csrf}).encode()
+        try:
+            return browser.open(base, data=form).status
+        except urllib.error.HTTPError as answer:
+            return answer.code
+
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            codes = list(pool.map(guess, range(20)))
+    finally:
+        server.shutdown()
+    assert codes.count(401) == throttle.PER_ACCOUNT
+    assert codes.count(429) == 20 - throttle.PER_ACCOUNT

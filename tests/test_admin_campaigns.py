@@ -215,3 +215,38 @@ def test_per_campaign_numbers_count_enrollments_and_sends(world):
                      r"data-label=\"Scheduled\">1</td>", page)
     listing = text(signed_in(world).get("/admin/campaigns"))
     assert re.search(r"<dt>Asked</dt><dd>1</dd>", listing)
+
+
+def test_re_importing_keeps_each_campaign_its_own_same_named_attachment(world):
+    client = signed_in(world)
+    other = {"campaigns": [{"slug": "forecast", "name": "Forecast guide", "magnet": {
+        "subject": "s", "text": "t", "attachments": ["roadmap.pdf"]}}]}
+    post(client, "/admin/campaigns/import", {"file": (io.BytesIO(yaml.safe_dump(other).encode()), "c.yaml"),
+                                            "attachments": (io.BytesIO(b"%PDF other"), "roadmap.pdf")},
+         content_type="multipart/form-data")
+    assert _campaign(world, "forecast").assets[0].data == b"%PDF other"
+    exported = client.get("/admin/campaigns/export.yaml").data
+    post(client, "/admin/campaigns/import", {"file": (io.BytesIO(exported), "all.yaml")},
+         content_type="multipart/form-data")
+    assert _campaign(world, "execution-roadmap").assets[0].data == PDF
+    assert _campaign(world, "forecast").assets[0].data == b"%PDF other"
+
+
+def test_a_new_file_of_the_same_name_replaces_the_old_one(world):
+    campaign = _campaign(world, "execution-roadmap")
+    response = post(signed_in(world), f"/admin/campaigns/{campaign.id}/assets",
+                    {"file": (io.BytesIO(b"%PDF new"), "roadmap.pdf")}, content_type="multipart/form-data")
+    assert response.status_code == 302
+    stored = [(a.filename, a.data) for a in _campaign(world, "execution-roadmap").assets]
+    assert stored == [("roadmap.pdf", b"%PDF new")]
+
+
+def test_a_downloaded_attachment_name_is_quoted_in_the_header(world):
+    with world.app_context():
+        campaign = campaigns.by_slug(db.session, "execution-roadmap")
+        campaign.assets[0].filename = 'a;filename=evil.html "路线图".pdf'
+        db.session.commit()
+        ids = (campaign.id, campaign.assets[0].id)
+    header = signed_in(world).get("/admin/campaigns/{}/assets/{}".format(*ids)).headers["Content-Disposition"]
+    assert header.startswith('attachment; filename="afilenameevil.html_.pdf"') and "filename*=UTF-8''a%3B" in header
+    assert header.count(";") == 2  # the name's own ';' cannot start a parameter

@@ -36,7 +36,10 @@ FRAME_CSP = (
 
 @login.user_loader
 def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    """The session names a user and a session version; a version from before a sign-out is void."""
+    ident, _, version = user_id.partition(":")
+    user = db.session.get(User, int(ident)) if ident.isdigit() else None
+    return user if user is not None and version == str(user.session_version) else None
 
 
 @bp.before_request

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, session, url_for
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 
 from .. import users
 from ..extensions import db
@@ -19,15 +19,15 @@ def login_page():
     if not form.validate_on_submit():
         return render_template("admin/login.html", form=form), 200 if request.method == "GET" else 400
     attempt = throttle.Attempt(request.remote_addr or "unknown", form.email.data)
-    if throttle.blocked(attempt):
+    if throttle.reserve(attempt):
         flash(TOO_MANY, "error")
         return render_template("admin/login.html", form=form), 429
     user = users.authenticate(db.session, form.email.data, form.password.data)
     if user is None:
-        throttle.failed(attempt)
         flash("Wrong email or password.", "error")
         return render_template("admin/login.html", form=form), 401
     throttle.cleared(attempt)
+    session.clear()  # a fresh session at sign-in: nothing planted before it survives (session fixation)
     login_user(user)
     session.permanent = True  # so PERMANENT_SESSION_LIFETIME ends it
     target = request.args.get("next", "")
@@ -36,6 +36,9 @@ def login_page():
 
 @bp.post("/logout")
 def logout():
+    users.end_sessions(db.session, current_user)
+    db.session.commit()
     logout_user()
+    session.clear()
     flash("Signed out.", "info")
     return redirect(url_for("admin.login_page"))

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from flask import Response, abort, current_app, flash, make_response, redirect, render_template, request, url_for
+from urllib.parse import quote
+
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from werkzeug.utils import secure_filename
 
@@ -132,7 +144,8 @@ def campaign_asset_add(campaign_id: int):
         if not form.validate_on_submit():
             raise campaigns.CampaignError("choose a file first")
         upload = form.file.data
-        asset = campaigns.add_asset(campaign, secure_filename(upload.filename or ""), upload.read(limit + 1), limit)
+        data = upload.read(limit + 1)
+        asset = campaigns.add_asset(db.session, campaign, secure_filename(upload.filename or ""), data, limit)
     except campaigns.CampaignError as exc:
         db.session.rollback()
         flash(f"Not attached: {exc}.", "error")
@@ -146,8 +159,10 @@ def campaign_asset_add(campaign_id: int):
 def campaign_asset(campaign_id: int, asset_id: int):
     asset = next((a for a in _campaign(campaign_id).assets if a.id == asset_id), None) or abort(404)
     # Always a download, never rendered here: an uploaded .html must not run on our origin.
-    return Response(asset.data, mimetype="application/octet-stream",
-                    headers={"Content-Disposition": f"attachment; filename={asset.filename}"})
+    # RFC 6266: a safe ASCII name for old clients, the exact one percent-encoded in filename*.
+    plain = secure_filename(asset.filename) or "attachment"
+    disposition = f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(asset.filename, safe='')}"
+    return Response(asset.data, mimetype="application/octet-stream", headers={"Content-Disposition": disposition})
 
 
 @bp.route("/campaigns/<int:campaign_id>/assets/<int:asset_id>/delete", methods=["GET", "POST"])
