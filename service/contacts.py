@@ -118,11 +118,12 @@ _DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+$")
 
 
 def _text_match(text: str):
-    """A company domain ("acme.com", "acme.co") matches by domain prefix, served by a btree index;
-    anything else is a substring of the address or name."""
-    if _DOMAIN.match(text):
-        return Contact.domain.like(_pattern(f"{_like(text)}%"), escape="\\")
-    return search_text().like(_pattern(f"%{_like(text)}%"), escape="\\")
+    """A substring of the address or name (trigram index); text shaped like a domain ("acme.co")
+    also matches company domains by prefix (btree index)."""
+    anywhere = search_text().like(_pattern(f"%{_like(text)}%"), escape="\\")
+    if _DOMAIN.match(text):  # "john.smith" looks like a domain too: match either way
+        return or_(Contact.domain.like(_pattern(f"{_like(text)}%"), escape="\\"), anywhere)
+    return anywhere
 
 
 def _pattern(value: str):

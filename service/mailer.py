@@ -23,6 +23,8 @@ from .signing import dkim_sign, unsubscribe_token, verp_address, verp_token
 log = logging.getLogger(__name__)
 LOOP_HEADER = "X-Follow-Through-Loop"
 _sandbox = SandboxedEnvironment(autoescape=False)
+# HTML bodies escape what comes from mail (a display name like "<b>Bob</b>") even if the admin forgot |e.
+_html_sandbox = SandboxedEnvironment(autoescape=True)
 
 
 class SendError(Exception):
@@ -48,9 +50,9 @@ def unsubscribe_address(settings: dict) -> str:
     return f"{local}+unsubscribe@{domain}"
 
 
-def render_content(source: str | None, context: dict) -> str:
-    """Render an admin-editable template in Jinja's sandbox."""
-    return _sandbox.from_string(source).render(context) if source else ""
+def render_content(source: str | None, context: dict, html: bool = False) -> str:
+    """Render an admin-editable template in Jinja's sandbox (HTML ones with autoescaping)."""
+    return (_html_sandbox if html else _sandbox).from_string(source).render(context) if source else ""
 
 
 def context(contact: Contact, campaign: Campaign, settings: dict) -> dict:
@@ -79,7 +81,7 @@ def compose(
     ctx = context(contact, campaign, settings)
     text_src, html_src = (step.text, step.html) if step else (campaign.magnet_text, campaign.magnet_html)
     body = render_content(text_src, ctx)
-    html = render_content(html_src, ctx) if html_src else _html_from_text(body)
+    html = render_content(html_src, ctx, html=True) if html_src else _html_from_text(body)
     token = unsubscribe_token(settings["SECRET_KEY"], contact.id)
     link = f"{settings['BASE_URL']}/u/{token}"
     # The token rides in the subject: a client may send from another address of the same person.

@@ -75,6 +75,10 @@ def test_search_matches_name_address_and_company_domain(world):
     assert _ids(world, contacts.Filters(text="P012@"))[0] == ["p012@acme.example"]
     assert len(_ids(world, contacts.Filters(text="acme.example"))[0]) == 10
     assert _ids(world, contacts.Filters(text="100%_"))[0] == []  # LIKE wildcards are searched literally
+    with world.app_context():
+        db.session.add(Contact(email="john.smith@bigco.example", name="John Smith", domain="bigco.example"))
+        db.session.commit()
+    assert _ids(world, contacts.Filters(text="john.smith"))[0] == ["john.smith@bigco.example"]
 
 
 def test_filters_by_state_campaign_tag_hot_and_suppressed(world):

@@ -414,3 +414,29 @@ def test_too_many_hard_bounces_pause_all_sending(world, sink):
         db.session.commit()
     run_worker(world)
     assert len(sink.wait_for(1)) == 1
+
+
+def test_a_follow_up_whose_step_was_removed_is_skipped_not_sent_with_other_text(world, sink):
+    from service.models import Step
+
+    ask(world, "bob@prospect.example")
+    run_worker(world)
+    sink.wait_for(1)
+    with world.app_context():
+        db.session.execute(db.delete(Step))
+        db.session.commit()
+    time.sleep(2.2)
+    run_worker(world)
+    [row] = rows(world, kind="followup")
+    assert row.state == "failed" and "no longer exists" in row.note
+    assert len(sink.messages) == 1
+
+
+def test_a_display_name_with_markup_is_escaped_in_the_html_part(world, sink):
+    with world.app_context():  # an admin's HTML that forgot |e
+        db.session.execute(update(Campaign).values(magnet_html="<p>Hi {{ contact.first_name }}</p>"))
+        db.session.commit()
+    ask(world, '"<b>Bob</b> <img src=x>" <bob@prospect.example>')
+    run_worker(world)
+    html = parse(sink.wait_for(1)[0].data).get_body(("html",)).get_content()
+    assert "<b>Bob</b>" not in html and "&lt;b&gt;Bob" in html

@@ -154,6 +154,10 @@ def _must_wait(row: Outbound, campaign: Campaign, settings: dict) -> bool:
 def _deliver(session, row: Outbound, campaign: Campaign, settings: dict) -> str:
     contact = session.get(Contact, row.contact_id) if row.contact_id else None
     step = next((s for s in campaign.steps if s.position == row.step_position), None)
+    if row.kind == "followup" and step is None:  # the admin removed that step after it was planned
+        outbound.skip(row, f"skipped: follow-up {row.step_position} no longer exists in {campaign.name}")
+        session.commit()
+        return row.note
     try:
         raw = to_bytes(compose(row, contact, campaign, step, settings), settings)
     except Exception as exc:  # a template an admin broke: keep the row, show the error

@@ -89,7 +89,8 @@ def safe_next(target: str) -> bool:
 
 @bp.app_template_filter("when")
 def when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M") if value else "–"
+    """Times are stored and shown in UTC, and say so."""
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "–"
 
 
 KIND_LABELS = {"magnet": "magnet", "followup": "follow-up", "test": "test"}

@@ -54,6 +54,7 @@ def safe_cell(value: object) -> str:
 def export_rows(session: Session, filters: contacts.Filters) -> Iterator[str]:
     """The matching contacts as CSV text, a batch at a time (bounded memory at any size)."""
     names = dict(session.execute(select(Campaign.id, Campaign.slug)).all())
+    session.rollback()
     yield _line(EXPORT_COLUMNS)
     last = 0
     while True:
@@ -61,9 +62,11 @@ def export_rows(session: Session, filters: contacts.Filters) -> Iterator[str]:
         batch = list(session.scalars(query.where(Contact.id > last).order_by(Contact.id).limit(BATCH)))
         if not batch:
             return
-        yield "".join(_line(_export(c, names)) for c in batch)
+        text = "".join(_line(_export(c, names)) for c in batch)
         last = batch[-1].id
+        session.rollback()  # read-only: end the transaction (and SQLite's lock) before the client reads
         session.expunge_all()  # keep the identity map from growing with the whole table
+        yield text
 
 
 def _export(c: Contact, names: dict[int, str]) -> tuple:

@@ -40,7 +40,9 @@ def import_mapping(token: str):
         return redirect(url_for("admin.import_run", token=token))
     form = MappingForm(data={k: "" if v is None else str(v) for k, v in state.mapping.items()})
     form.set_columns(state.headers)
-    mapping = {k: int(v) if v else None for k, v in ((f, getattr(form, f).data) for f in ("email", "name", "tags"))}
+    # A hostile value is "not mapped" here; the form's own validation then refuses it with a message.
+    picked = ((f, str(getattr(form, f).data or "")) for f in ("email", "name", "tags"))
+    mapping = {k: int(v) if v.isdigit() else None for k, v in picked}
     if form.validate_on_submit() and request.form.get("action") == "start":
         csvio.save(_where(), csvio.start(_where(), state, mapping, form.tag_all.data or ""))
         return redirect(url_for("admin.import_run", token=token))
