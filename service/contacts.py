@@ -337,10 +337,13 @@ def _last_magnet(session: Session, contact: Contact) -> Outbound | None:
 
 def erase(session: Session, contact: Contact) -> Suppression:
     """GDPR erasure: delete the contact's personal data; keep only the hashed address, so they aren't re-added."""
+    # Mail about them too: bounces and complaints are tied through their timeline events.
+    about = select(Event.inbound_id).where(Event.contact_id == contact.id, Event.inbound_id.is_not(None))
     inbound_ids = list(session.scalars(
-        select(InboundMessage.id).where(
-            or_(InboundMessage.contact_id == contact.id, InboundMessage.from_address == contact.email)
-        )
+        select(InboundMessage.id).where(or_(
+            InboundMessage.contact_id == contact.id, InboundMessage.from_address == contact.email,
+            InboundMessage.id.in_(about),
+        ))
     ))
     outbound_ids = list(session.scalars(select(Outbound.id).where(Outbound.contact_id == contact.id)))
     session.execute(delete(Event).where(or_(

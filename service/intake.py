@@ -289,8 +289,9 @@ def on_complaint(session, message, parsed, result, settings) -> list[Outbound]:
     addresses = [contact.email] if contact else [r["address"] for r in report.get("recipients", []) if r.get("address")]
     for address in addresses:
         contacts.suppress(session, address, "complaint", "spam complaint (ARF)")
-        contacts.record(session, contacts.find(session, address), "complaint", "spam complaint (ARF)",
-                        inbound_id=message.id)
+        complained = contacts.find(session, address)
+        message.contact_id = complained.id if complained else message.contact_id
+        contacts.record(session, complained, "complaint", "spam complaint (ARF)", inbound_id=message.id)
         unsubscribe(session, address, "spam complaint", inbound_id=message.id)
     if not addresses:
         _review(message, "complaint that names no address we know")

@@ -295,3 +295,24 @@ def test_resume_after_a_pause_plans_the_next_follow_up_again(world, sink):
     with world.app_context():
         rows = db.session.scalars(select(Outbound).where(Outbound.kind == "followup")).all()
         assert [(r.state, r.step_position) for r in rows] == [("pending", 1)]
+
+
+def test_erase_also_removes_mail_about_them_from_other_senders(world):
+    bob_id, _ = _bob_enrollment(world)
+    with world.app_context():
+        ours = db.session.scalar(select(Outbound.message_id))
+    complaint = (
+        "From: abuse@isp.example\r\nTo: roadmap@acumen.example\r\nSubject: complaint\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=b\r\n\r\n"
+        "--b\r\nContent-Type: text/plain\r\n\r\nAbuse report about Bob Prospect <bob@prospect.example>\r\n"
+        "--b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nVersion: 1\r\n\r\n"
+        f"--b\r\nContent-Type: text/rfc822-headers\r\n\r\nTo: redacted@isp.example\r\nMessage-ID: <{ours}>\r\n\r\n"
+        "--b--\r\n"
+    ).encode()
+    receive(world, complaint)
+    with world.app_context():
+        assert db.session.scalar(select(func.count(InboundMessage.id))) == 2
+    post(signed_in(world), f"/admin/contacts/{bob_id}/erase")
+    with world.app_context():
+        leftovers = db.session.scalars(select(InboundMessage.raw)).all()
+        assert not any(b"bob@prospect.example" in raw for raw in leftovers)

@@ -121,6 +121,7 @@ ERASE_DETAIL = [
     "the contact, their tags and sequences;",
     "every message they sent us (raw mail included) and every mail we sent them;",
     "their timeline.",
+    "Not touched: copies in your own mailbox (INBOX, Sent) and in server logs; delete those there.",
 ]
 
 
