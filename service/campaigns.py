@@ -261,11 +261,6 @@ def by_id(session: Session, campaign_id: int) -> Campaign | None:
     return session.get(Campaign, campaign_id)
 
 
-def as_entry(campaign: Campaign) -> dict:
-    """The campaign as one entry of the YAML format (what the admin form edits)."""
-    return _export_one(campaign)
-
-
 def save(session: Session, entry: dict, campaign: Campaign | None = None) -> Campaign:
     """Create or update a campaign from an entry in the YAML shape; its attachments are kept."""
     slug = str(_require(entry, "slug", "campaign"))

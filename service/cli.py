@@ -119,8 +119,9 @@ def up() -> None:
         click.echo(f"No IMAP_HOST: drop .eml files into {app.config['MAILDIR']}/new")
     if not app.config.get("SMTP_HOST"):
         click.echo(f"No SMTP_HOST: mail we send is written to {app.config['OUTBOX']}")
-    embedded = None if app.config.get("REDIS_URL") else queue.connect(app.config)
-    # Started here once, so web, worker and poller all find the same embedded Redis running.
+    if not app.config.get("REDIS_URL"):
+        queue.connect(app.config)  # started here once, so web, worker and poller all find the same server
+    embedded = queue.embedded_server(app.config)
     manager = Manager()
     for line in (ROOT / "Procfile").read_text().splitlines():
         if ":" in line and not line.startswith("#"):

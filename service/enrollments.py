@@ -10,7 +10,8 @@ from .models import Campaign, Contact, Enrollment, Outbound
 
 ACTIVE, PAUSED = "active", "paused"
 REPLIED, UNSUBSCRIBED, BOUNCED, COMPLETED = "replied", "unsubscribed", "bounced", "completed"
-STOPPED = (REPLIED, UNSUBSCRIBED, BOUNCED, COMPLETED)
+# An admin's "stop the sequence": final, like replied, but said by the consultant, not the prospect.
+HALTED = "stopped"
 
 # Which states each transition may leave from; anything else is a no-op, so a
 # late duplicate event never resurrects or re-stops a sequence.
@@ -18,9 +19,11 @@ _ALLOWED = {
     PAUSED: (ACTIVE,),
     ACTIVE: (PAUSED,),
     REPLIED: (ACTIVE, PAUSED),
-    UNSUBSCRIBED: (ACTIVE, PAUSED, REPLIED, COMPLETED),
-    BOUNCED: (ACTIVE, PAUSED, REPLIED, COMPLETED),
+    # An unsubscribe or a bounce is the final word, even after an admin's stop.
+    UNSUBSCRIBED: (ACTIVE, PAUSED, REPLIED, COMPLETED, HALTED),
+    BOUNCED: (ACTIVE, PAUSED, REPLIED, COMPLETED, HALTED),
     COMPLETED: (ACTIVE,),
+    HALTED: (ACTIVE, PAUSED),
 }
 
 
@@ -76,12 +79,6 @@ def open_for(session: Session, contact: Contact) -> list[Enrollment]:
 
 # --------------------------------------------------------------------------- admin actions
 
-HALTED = "stopped"
-# An admin's "stop the sequence": final, like replied, but said by the consultant, not the prospect.
-_ALLOWED[HALTED] = (ACTIVE, PAUSED)
-# An unsubscribe or a bounce after an admin's stop is still the truer, final word.
-_ALLOWED[UNSUBSCRIBED] = (*_ALLOWED[UNSUBSCRIBED], HALTED)
-_ALLOWED[BOUNCED] = (*_ALLOWED[BOUNCED], HALTED)
 ADMIN_MOVES = {"pause": PAUSED, "resume": ACTIVE, "stop": HALTED}
 
 

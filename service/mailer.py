@@ -147,14 +147,14 @@ class Transport:
     def send(self, raw: bytes, sender: str, recipient: str, name: str) -> str:
         if not self.settings.get("SMTP_HOST"):
             return self._to_outbox(raw, name)
-        reused = self.smtp is not None
-        try:
-            return self._deliver(raw, sender, recipient)
-        except _Stale as exc:
-            self.close()
-            if not reused:
-                raise SendError(f"connection lost: {exc}") from exc
-        return self._deliver(raw, sender, recipient)  # the kept-alive connection had died: one fresh try
+        for fresh in (self.smtp is None, True):
+            try:
+                return self._deliver(raw, sender, recipient)
+            except _Stale as exc:
+                self.close()
+                if fresh:  # a kept-alive connection may have died quietly: one try on a new one
+                    raise SendError(f"connection lost: {exc}") from exc
+        raise AssertionError("unreachable")
 
     def _deliver(self, raw: bytes, sender: str, recipient: str) -> str:
         """MAIL, RCPT, DATA; a failure after the message was handed over is reported as uncertain."""
@@ -172,9 +172,8 @@ class Transport:
         return f"{code} {text.decode(errors='replace')}"
 
     def _envelope(self, sender: str, recipient: str) -> smtplib.SMTP:
+        smtp = self._session()
         try:
-            smtp = self._connect()
-            smtp.ehlo_or_helo_if_needed()
             for command, argument in ((smtp.mail, sender), (smtp.rcpt, recipient)):
                 code, text = command(argument)
                 if code not in (250, 251):
@@ -189,6 +188,19 @@ class Transport:
         except OSError as exc:  # refused, unreachable, timed out
             self.close()
             raise SendError(f"cannot reach {self.settings['SMTP_HOST']}: {exc}") from exc
+
+    def _session(self) -> smtplib.SMTP:
+        """A connected, greeted (and logged-in) session. Failures here are never the recipient's fault,
+        so they are temporary (a wrong password is fixed by the admin, then the send goes)."""
+        try:
+            smtp = self._connect()
+            smtp.ehlo_or_helo_if_needed()
+            return smtp
+        except smtplib.SMTPServerDisconnected as exc:
+            raise _Stale(str(exc)) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            self.close()
+            raise SendError(f"cannot use {self.settings['SMTP_HOST']}: {exc}") from exc
 
     def _reset(self) -> None:
         try:

@@ -103,8 +103,11 @@ def plan_resend(session: Session, enrollment: Enrollment, domain: str, repeat_da
     return row
 
 
-def plan_next_step(session: Session, enrollment: Enrollment, previous: Outbound, domain: str) -> Outbound | None:
-    """Plan the follow-up after `previous`, threaded under it, or complete the sequence."""
+def plan_next_step(
+    session: Session, enrollment: Enrollment, previous: Outbound, domain: str, after: datetime | None = None
+) -> Outbound | None:
+    """Plan the follow-up after `previous` (its delay counted from `after`, default its sending), threaded
+    under it, or complete the sequence."""
     step = _step(enrollment, enrollment.steps_sent + 1)
     if step is None:
         move(session, enrollment, COMPLETED, "all follow-ups sent")
@@ -114,7 +117,7 @@ def plan_next_step(session: Session, enrollment: Enrollment, previous: Outbound,
     if row:
         return row
     campaign = enrollment.campaign
-    due = next_open(previous.sent_at + parse_delay(step.after), campaign.window, campaign.timezone)
+    due = next_open((after or previous.sent_at) + parse_delay(step.after), campaign.window, campaign.timezone)
     row = Outbound(
         key=key, kind="followup", contact_id=enrollment.contact_id, enrollment_id=enrollment.id,
         campaign_id=enrollment.campaign_id,
@@ -205,18 +208,33 @@ def paused_campaign(session: Session, row: Outbound) -> bool:
     return campaign is not None and not campaign.active and row.kind != "test"
 
 
-def resume(session: Session, enrollment: Enrollment, domain: str) -> Outbound | None:
-    """After a pause, plan the next follow-up again (a cancelled, never-sent row is revived, not copied)."""
-    previous = session.scalars(
+def _last_sent(session: Session, enrollment: Enrollment) -> Outbound | None:
+    return session.scalars(
         select(Outbound).where(Outbound.enrollment_id == enrollment.id, Outbound.state == SENT)
         .order_by(Outbound.sent_at.desc())
     ).first()
+
+
+def resume(session: Session, enrollment: Enrollment, domain: str) -> Outbound | None:
+    """After a pause, plan the next follow-up again (a cancelled, never-sent row is revived, not copied)."""
+    previous = _last_sent(session, enrollment)
     if previous is None or enrollment.state != ACTIVE:
         return None
     row = plan_next_step(session, enrollment, previous, domain)
     if row is not None and row.state == CANCELLED:
         row.state, row.note, row.due_at = PENDING, "resumed", max(row.due_at, utcnow())
     return row
+
+
+def skip_and_go_on(session: Session, row: Outbound, why: str, domain: str) -> Outbound | None:
+    """Skip a follow-up on purpose (shown with the failures); the sequence goes on from now."""
+    skip(row, why)
+    enrollment = session.get(Enrollment, row.enrollment_id)
+    enrollment.steps_sent = max(enrollment.steps_sent, row.step_position or 0)
+    previous = _last_sent(session, enrollment)
+    if previous is None or enrollment.state != ACTIVE:
+        return None
+    return plan_next_step(session, enrollment, previous, domain, after=utcnow())
 
 
 def cancel(row: Outbound, why: str) -> None:

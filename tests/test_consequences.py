@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, date, datetime
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -87,16 +89,18 @@ def test_a_bounce_for_mail_we_never_sent_changes_nothing(imap_settings, dovecot,
 
 def test_an_out_of_office_with_a_return_date_postpones_the_next_follow_up(imap_settings, dovecot, sink, world):
     _requested(world, dovecot, sink)
+    back = date.today() + timedelta(days=7)
     ooo = mail(
         subject="Out of Office: Roadmap please", Auto_Submitted="auto-replied",
-        body="I am out of the office until 3 December 2026 with limited access to email.",
+        body=f"I am out of the office until {back.day} {back:%B %Y} with limited access to email.",
     )
     message = _deliver(world, dovecot, ooo)
     assert message.kind == "auto_reply"
     with world.app_context():
         row = db.session.scalar(select(Outbound).where(Outbound.kind == "followup"))
         assert row.state == "pending"
-        assert row.due_at >= datetime(2026, 12, 4, 14, 0, tzinfo=UTC)  # 08:00 in Chicago, the day after
+        day_after = datetime.combine(back + timedelta(days=1), time_of_day(9), ZoneInfo("America/Chicago"))
+        assert row.due_at >= day_after  # 09:00 in Chicago the day after, or the window's next opening
     assert scalar(world, "SELECT state FROM enrollment") == "active"
     time.sleep(2.2)
     run_worker(world)
@@ -166,10 +170,11 @@ def test_processed_mail_moves_to_the_done_folder_when_configured(imap_settings, 
 
 def test_an_ooo_return_date_is_kept_on_the_timeline(imap_settings, dovecot, sink, world):
     _requested(world, dovecot, sink)
+    back = date.today() + timedelta(days=11)
     _deliver(world, dovecot, mail(subject="Automatic reply: Roadmap please", Auto_Submitted="auto-replied",
-                                  body="I'm away and will be back on 7 December 2026."))
+                                  body=f"I'm away and will be back on {back.day} {back:%B %Y}."))
     detail = scalar(world, "SELECT detail FROM event WHERE kind = 'auto_reply'")
-    assert detail == f"away until {date(2026, 12, 7)}"
+    assert detail == f"away until {back}"
 
 
 def test_a_verp_bounce_is_tied_to_our_send_without_any_message_id(imap_settings, dovecot, sink, world):

@@ -30,11 +30,16 @@ def env_for(settings: dict, **extra) -> dict:
     return env
 
 
+_started: list[subprocess.Popen] = []
+
+
 def start_worker(env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "flask", "--app", "wsgi", "worker", *args], cwd=ROOT, env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
+    _started.append(process)
+    return process
 
 
 def kill_hard(process: subprocess.Popen) -> None:
@@ -129,5 +134,9 @@ def test_a_redis_restart_mid_run_loses_nothing(world, settings, sink, redis_serv
 
 @pytest.fixture(autouse=True)
 def _no_stray_workers():
+    """Only the workers this test started (and their schedulers) are stopped, nobody else's."""
     yield
-    subprocess.run(["pkill", "-f", "flask --app wsgi worker"], check=False)
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            kill_hard(process)

@@ -163,7 +163,7 @@ def test_the_pace_is_shared_by_every_worker_through_redis(redis_server):
     assert granted == [True, True, True, False, False]
     later = throttle.take_slot(second, 3, 100, now)
     assert datetime(2026, 11, 26, 12, 1, tzinfo=UTC) <= later <= datetime(2026, 11, 26, 12, 1, 21, tzinfo=UTC)
-    assert throttle.used(first, now) == (3, 3)
+    assert first.get(f"ft:pace:minute:{int(now.timestamp() // 60)}") == b"3"  # the refused ones gave theirs back
 
 
 def test_the_daily_cap_waits_for_tomorrow(redis_server):
@@ -175,7 +175,7 @@ def test_the_daily_cap_waits_for_tomorrow(redis_server):
 
 
 def test_sends_over_the_pace_wait_instead_of_failing(world, sink):
-    world.config["SEND_PER_MINUTE"] = 2
+    world.config.update(SEND_PER_MINUTE=2, SEND_PER_DAY=2)  # also holds if the run crosses a minute
     ask(world, *(f"p{n}@prospect.example" for n in range(4)))
     run_worker(world)
     time.sleep(0.5)
@@ -384,10 +384,18 @@ def test_a_follow_up_days_late_after_an_outage_is_skipped_and_shown(world, sink)
                            .values(due_at=datetime.now(UTC) - timedelta(days=3)))
         db.session.commit()
     run_worker(world)
-    [row] = rows(world, kind="followup")
-    assert row.state == "failed" and row.note.startswith("skipped: 72 h late")
+    skipped, following = rows(world, kind="followup")
+    assert skipped.state == "failed" and skipped.note.startswith("skipped: 72 h late")
     assert len(sink.messages) == 1
     assert scalar(world, "SELECT count(*) FROM event WHERE kind = 'send_skipped'") == 1
+    # the sequence goes on from now: the next step is an hour away, threaded under the last real send
+    assert following.state == "pending" and following.step_position == 2
+    from service.campaigns import next_open
+
+    hour_from_now = datetime.now(UTC) + timedelta(hours=1)
+    expected = next_open(hour_from_now, "mon-fri 08:00-18:00", "America/Chicago")
+    assert abs(following.due_at - expected) < timedelta(minutes=1)
+    assert following.in_reply_to == rows(world, kind="magnet")[0].message_id
 
 
 def test_too_many_hard_bounces_pause_all_sending(world, sink):
@@ -430,6 +438,7 @@ def test_a_follow_up_whose_step_was_removed_is_skipped_not_sent_with_other_text(
     [row] = rows(world, kind="followup")
     assert row.state == "failed" and "no longer exists" in row.note
     assert len(sink.messages) == 1
+    assert scalar(world, "SELECT state FROM enrollment") == "completed"
 
 
 def test_a_display_name_with_markup_is_escaped_in_the_html_part(world, sink):

@@ -88,39 +88,52 @@ def _record_failure(message_id: int) -> None:
 
 
 def send(row_id: int) -> str:
-    """Send one ledger row, exactly once."""
+    """Send one ledger row, exactly once: claim, re-check, act, record."""
     with _app().app_context():
         session, settings = db.session, current_app.config
         row = outbound.claim(session, row_id)
         if row is None:
             return _not_claimed(row_id)
-        reason = outbound.stop_reason(session, row)
-        if reason:
-            outbound.cancel(row, reason)
-            contact = session.get(Contact, row.contact_id) if row.contact_id else None
-            contacts.record(session, contact, "send_cancelled", reason, outbound_id=row.id)
-            session.commit()
-            return f"cancelled: {reason}"
         campaign = session.get(Campaign, row.campaign_id)
-        skipped = outbound.stale(row, settings["STALE_FOLLOWUP_HOURS"])
-        if skipped:
-            outbound.skip(row, skipped)
-            contact = session.get(Contact, row.contact_id) if row.contact_id else None
-            contacts.record(session, contact, "send_skipped", skipped, outbound_id=row.id)
-            session.commit()
-            log.error("ledger row #%s %s", row_id, skipped)
-            return skipped
-        if outbound.paused_campaign(session, row):
-            outbound.defer(row, utcnow() + timedelta(hours=1), "campaign paused: waiting for it to be active again")
-            session.commit()
-            queue_send(row)
-            return "deferred: campaign paused"
-        later = _must_wait(row, campaign, settings)
-        if later:
-            session.commit()
-            queue_send(row)
-            return f"deferred: {row.note}"
+        verdict = _stopped(session, row, campaign, settings) or _held(row, campaign, settings)
+        if verdict:
+            return verdict
         return _deliver(session, row, campaign, settings)
+
+
+def _stopped(session, row: Outbound, campaign: Campaign, settings: dict) -> str | None:
+    """Cancel a row that must not go (suppressed, sequence stopped), or skip one that makes no sense now."""
+    contact = session.get(Contact, row.contact_id) if row.contact_id else None
+    reason = outbound.stop_reason(session, row)
+    if reason:
+        outbound.cancel(row, reason)
+        contacts.record(session, contact, "send_cancelled", reason, outbound_id=row.id)
+        session.commit()
+        return f"cancelled: {reason}"
+    step_gone = row.kind == "followup" and not any(s.position == row.step_position for s in campaign.steps)
+    skipped = outbound.stale(row, settings["STALE_FOLLOWUP_HOURS"]) or (
+        step_gone and f"skipped: follow-up {row.step_position} no longer exists in {campaign.name}"
+    )
+    if not skipped:
+        return None
+    nxt = outbound.skip_and_go_on(session, row, skipped, settings["MAIL_DOMAIN"])
+    contacts.record(session, contact, "send_skipped", skipped, outbound_id=row.id)
+    session.commit()
+    log.error("ledger row #%s %s", row.id, skipped)
+    if nxt is not None:
+        queue_send(nxt)
+    return skipped
+
+
+def _held(row: Outbound, campaign: Campaign, settings: dict) -> str | None:
+    """Hand the row back to wait (paused campaign, window, breaker, pace) and queue it for then."""
+    if outbound.paused_campaign(db.session, row):
+        outbound.defer(row, utcnow() + timedelta(hours=1), "campaign paused: waiting for it to be active again")
+    elif not _must_wait(row, campaign, settings):
+        return None
+    db.session.commit()
+    queue_send(row)
+    return f"deferred: {row.note}"
 
 
 def _not_claimed(row_id: int) -> str:
@@ -154,10 +167,6 @@ def _must_wait(row: Outbound, campaign: Campaign, settings: dict) -> bool:
 def _deliver(session, row: Outbound, campaign: Campaign, settings: dict) -> str:
     contact = session.get(Contact, row.contact_id) if row.contact_id else None
     step = next((s for s in campaign.steps if s.position == row.step_position), None)
-    if row.kind == "followup" and step is None:  # the admin removed that step after it was planned
-        outbound.skip(row, f"skipped: follow-up {row.step_position} no longer exists in {campaign.name}")
-        session.commit()
-        return row.note
     try:
         raw = to_bytes(compose(row, contact, campaign, step, settings), settings)
     except Exception as exc:  # a template an admin broke: keep the row, show the error
@@ -224,6 +233,7 @@ def _address_refused(session, row: Outbound, contact: Contact | None, reply: str
     if not is_permanent("failed", status[1] if status else None, reply):
         return
     contacts.suppress(session, row.to_address, "bounced", reply)
+    contacts.record(session, contact, "bounce_hard", f"refused at send: {reply}", outbound_id=row.id)
     if contact is not None:
         enrollments.stop_all(session, contact, enrollments.BOUNCED, f"the server refused the address: {reply}")
 

@@ -7,6 +7,7 @@ a Maildir) and handles SIGTERM. The database, not `\\Seen`, says what is done.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -33,10 +34,6 @@ from . import imap
 
 log = logging.getLogger(__name__)
 DONE_STATES = ("processed", "review", "backlog", "quarantined")
-
-
-class PollerError(RuntimeError):
-    """The mailbox answered in a way we cannot work with (for example, no such folder)."""
 
 
 def _state(name: str) -> MailboxState:
@@ -77,6 +74,11 @@ def _store_batch(name: str, uidvalidity: int, items: list[tuple], settings: dict
     return len(stored)
 
 
+def _has_older_generation(name: str, uidvalidity: int) -> bool:
+    query = select(InboundMessage.id).where(InboundMessage.mailbox == name, InboundMessage.uidvalidity != uidvalidity)
+    return db.session.scalar(query.limit(1)) is not None
+
+
 class ImapMailbox:
     """One IMAP connection, owned by this process only (imapclient is not thread-safe)."""
 
@@ -96,13 +98,13 @@ class ImapMailbox:
         """Fetch everything above the watermark; True when something new was stored."""
         uidvalidity = int(self.info[b"UIDVALIDITY"])
         state = _state(self.name)
-        rescan = False
         if state.uidvalidity != uidvalidity:
             # RFC 3501 §2.3.1.1: new UIDVALIDITY means old UIDs mean nothing; rescan, dedupe by content.
-            rescan = state.uidvalidity != 0
-            if rescan:
+            if state.uidvalidity:
                 log.warning("%s: UIDVALIDITY changed %s → %s; rescanning", self.name, state.uidvalidity, uidvalidity)
             state.uidvalidity, state.last_uid = uidvalidity, 0
+        # Asked of the database every pass, so a rescan cut short by a dropped connection stays a rescan.
+        rescan = _has_older_generation(self.name, uidvalidity)
         last = state.last_uid
         db.session.commit()
         # RFC 3501 §6.4.8: "n:*" always includes the highest UID, so drop UIDs we have.
@@ -208,10 +210,13 @@ class MaildirMailbox:
         files = [p for p in files if p.is_file() and not p.name.startswith(".")]
         stored = 0
         for chunk in _chunks(files, self.settings["IMAP_BATCH"]):
-            items = [(None, p.name, p.read_bytes(), _mtime(p)) for p in chunk]
+            raws = [p.read_bytes() for p in chunk]
+            # Keyed by name and content: people reuse names like request.eml for different mail.
+            keys = [f"{p.name}:{hashlib.sha256(raw).hexdigest()[:16]}" for p, raw in zip(chunk, raws, strict=True)]
+            items = [(None, k, raw, _mtime(p)) for p, k, raw in zip(chunk, keys, raws, strict=True)]
             stored += _store_batch(self.name, 0, items, self.settings, rescan=False)
-            for p in chunk:  # stored and committed: move it out of new/ (Maildir's "seen by an MUA")
-                p.replace(self.path / "cur" / f"{p.name}:2,")
+            for p, key in zip(chunk, keys, strict=True):  # stored and committed: out of new/, never overwriting
+                p.replace(self.path / "cur" / f"{key.replace(':', '.')}:2,")
         return stored > 0
 
     def wait(self, seconds: float, stopping: threading.Event) -> None:

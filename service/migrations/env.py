@@ -15,6 +15,15 @@ fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger('alembic.env')
 
 
+# PostgreSQL-only indexes made by raw SQL in a migration (pg_trgm, text_pattern_ops): not in the
+# models, so autogenerate must not propose dropping them.
+RAW_SQL_INDEXES = {"ix_contact_search_trgm", "ix_contact_domain_prefix"}
+
+
+def include_object(object, name, type_, reflected, compare_to):
+    return not (type_ == "index" and name in RAW_SQL_INDEXES)
+
+
 def get_engine():
     return current_app.extensions['migrate'].db.engine
 
@@ -86,6 +95,7 @@ def run_migrations_online():
                 logger.info('No changes in schema detected.')
 
     conf_args = current_app.extensions['migrate'].configure_args
+    conf_args.setdefault("include_object", include_object)
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 
