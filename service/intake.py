@@ -112,26 +112,15 @@ def _failed_authentication(parsed: Parsed) -> str | None:
 
 
 def on_request(session, message, parsed, result, settings) -> list[Outbound]:
-    known = _known_contact(session, parsed)
-    if known is not None and enrollments.open_for(session, known):
-        # An enrolled prospect writing again is answering us: their sequence stops either way.
-        _replied(session, message, known, parsed.new_text)
-        if not _asks_again(session, parsed, result):
-            message.kind = "human"
-            message.reasons = [*message.reasons, "sender is enrolled already: treated as a reply"]
-            return []
+    if _answered_us(session, message, parsed, result):
+        return []
     to = _sender(parsed, settings)
     campaign = campaigns.by_slug(session, result.campaign)
     forged = _failed_authentication(parsed)
     if not to or campaign is None or forged:
         _review(message, forged or "request without a usable sender address or campaign")
         return []
-    if contacts.is_suppressed(session, to):
-        # Checked before any contact is created: an erased person must not come back by asking again.
-        known = contacts.find(session, to)
-        message.contact_id = known.id if known else None
-        message.reasons = [*message.reasons, "address is suppressed: nothing sent"]
-        contacts.record(session, known, "request_ignored", "address is suppressed", inbound_id=message.id)
+    if _suppressed_request(session, message, to):
         return []
     contact = contacts.upsert(session, to, parsed.from_name)
     # One request at a time per contact (PostgreSQL row lock), so two workers can't both send a magnet.
@@ -143,11 +132,34 @@ def on_request(session, message, parsed, result, settings) -> list[Outbound]:
         _review(message, f"repeat request within {settings['MAGNET_REPEAT_DAYS']} days: no second magnet")
         contacts.record(session, contact, "repeat_request", "magnet already sent recently", inbound_id=message.id)
         return []
-    row = outbound.plan_magnet(
-        session, message, enrollment, to, settings["MAIL_DOMAIN"], parsed.subject,
-        parsed.references or parsed.in_reply_to,
-    )
-    return [row]
+    threaded_under = parsed.references or parsed.in_reply_to
+    return [outbound.plan_magnet(session, message, enrollment, to, settings["MAIL_DOMAIN"], parsed.subject,
+                                 threaded_under)]
+
+
+def _answered_us(session: Session, message: InboundMessage, parsed: Parsed, result: Classification) -> bool:
+    """An enrolled prospect writing again is answering us: their sequence stops either way, and
+    unless they name the campaign again it is a reply, not a new request."""
+    known = _known_contact(session, parsed)
+    if known is None or not enrollments.open_for(session, known):
+        return False
+    _replied(session, message, known, parsed.new_text)
+    if _asks_again(session, parsed, result):
+        return False
+    message.kind = "human"
+    message.reasons = [*message.reasons, "sender is enrolled already: treated as a reply"]
+    return True
+
+
+def _suppressed_request(session: Session, message: InboundMessage, address: str) -> bool:
+    """Checked before any contact is created: an erased person must not come back by asking again."""
+    if not contacts.is_suppressed(session, address):
+        return False
+    known = contacts.find(session, address)
+    message.contact_id = known.id if known else None
+    message.reasons = [*message.reasons, "address is suppressed: nothing sent"]
+    contacts.record(session, known, "request_ignored", "address is suppressed", inbound_id=message.id)
+    return True
 
 
 def _asks_again(session: Session, parsed: Parsed, result: Classification) -> bool:
