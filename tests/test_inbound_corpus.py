@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from service.inbound import CampaignRule, Classification, Identity, classify
+from service.inbound import Classification, classify
+from tests.test_inbound import CAMPAIGNS, IDENTITY
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 MANIFEST = CORPUS / "MANIFEST.tsv"
@@ -23,17 +24,6 @@ if not MANIFEST.is_file():
     pytest.skip(f"labelled corpus not found at {CORPUS} (expected ../shared/corpus beside the "
                 "project)", allow_module_level=True)
 
-CAMPAIGNS = (
-    CampaignRule(
-        "execution-roadmap", ("roadmap@acumen.example",), ("roadmap", "execution success")
-    ),
-)
-IDENTITY = Identity(
-    addresses=("roadmap@acumen.example",),
-    domains=("acumen.example",),
-    bounce_address="bounces@acumen.example",
-    unsubscribe_address="unsubscribe@acumen.example",
-)
 ROWS = list(csv.DictReader(MANIFEST.open(encoding="utf-8"), delimiter="\t"))
 BOUNCES = [row for row in ROWS if row["category"] in ("bounce-hard", "bounce-soft")]
 PEOPLE = {"human", "request", "unsubscribe"}
