@@ -240,9 +240,20 @@ def make_test_certificates(folder: Path, hostname: str = "localhost") -> tuple[P
 class _ManagedServer:
     """A server child process living in a temporary folder: restart keeps the folder, cleanup removes it."""
 
-    # Each server sets these and defines start() and stop().
+    # Each server sets these and defines start().
     root: Path | None
     _process: _ChildProcess | None
+
+    def stop(self) -> None:
+        """Stop the server (the whole process group); its folder and ports are kept."""
+        _running.discard(self)
+        if self._process is not None:
+            self._process.stop()
+            self._process = None
+            self._after_stop()
+
+    def _after_stop(self) -> None:
+        """What a server must tidy once its processes are gone (nothing, by default)."""
 
     def restart(self) -> None:
         """Stop and start again on the same ports (Dovecot keeps its mail; Redis has no persistence)."""
@@ -332,13 +343,8 @@ class Dovecot(_ManagedServer):
         self._wait_until_ready()
         return self
 
-    def stop(self) -> None:
-        """Stop the server (the whole process group); the data and ports are kept."""
-        _running.discard(self)
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
-            self._remove_stale_files()
+    def _after_stop(self) -> None:
+        self._remove_stale_files()
 
     def _remove_stale_files(self) -> None:
         # The master may have been SIGKILLed while shutting down (see _ChildProcess.stop).
@@ -870,12 +876,6 @@ class RedisServer(_ManagedServer):
                 f"\n--- {log}:\n{_tail(log)}"
             )
         return self
-
-    def stop(self) -> None:
-        _running.discard(self)
-        if self._process is not None:
-            self._process.stop()
-            self._process = None
 
 
     def client(self, **kwargs: Any) -> Any:
