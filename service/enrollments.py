@@ -12,6 +12,7 @@ ACTIVE, PAUSED = "active", "paused"
 REPLIED, UNSUBSCRIBED, BOUNCED, COMPLETED = "replied", "unsubscribed", "bounced", "completed"
 # An admin's "stop the sequence": final, like replied, but said by the consultant, not the prospect.
 HALTED = "stopped"
+STATES = (ACTIVE, PAUSED, HALTED, REPLIED, UNSUBSCRIBED, BOUNCED, COMPLETED)
 
 # Which states each transition may leave from; anything else is a no-op, so a
 # late duplicate event never resurrects or re-stops a sequence.

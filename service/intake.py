@@ -39,11 +39,14 @@ def identity(settings: dict) -> Identity:
 
 def store(
     session: Session, mailbox: str, uidvalidity: int, uid: int | None, raw: bytes,
-    arrived_at: datetime | None, backlog: bool = False, source_key: str | None = None,
+    arrived_at: datetime | None, backlog: bool = False, source_key: str | None = None, role: str = "inbox",
 ) -> InboundMessage | None:
-    """Insert the raw message under its unique key; None if it is already stored."""
+    """Insert the raw message under its unique key; None if it is already stored.
+
+    `role` "sent" marks mail the consultant sent (read from the Sent folder), which may stop a sequence.
+    """
     row = InboundMessage(
-        mailbox=mailbox, uidvalidity=uidvalidity, uid=uid, source_key=source_key, raw=raw,
+        mailbox=mailbox, folder_role=role, uidvalidity=uidvalidity, uid=uid, source_key=source_key, raw=raw,
         sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), arrived_at=arrived_at,
         state="backlog" if backlog else "new",
     )

@@ -77,11 +77,26 @@ class Contact(db.Model):
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     enrollments: Mapped[list[Enrollment]] = relationship(back_populates="contact")
+    addresses: Mapped[list[ContactAddress]] = relationship(
+        back_populates="contact", cascade="all, delete-orphan", order_by="ContactAddress.id"
+    )
 
     @property
     def first_name(self) -> str | None:
         first = self.name.split()[0] if self.name.strip() else ""
         return first.strip(",\"'") or None
+
+
+class ContactAddress(db.Model):
+    """Another address a person writes from: a Reply-To they asked us to use, a +tag form, an alias."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contact.id"), index=True)
+    address: Mapped[str] = mapped_column(String(320), unique=True)
+    how: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    contact: Mapped[Contact] = relationship(back_populates="addresses")
 
 
 class Suppression(db.Model):
@@ -101,6 +116,8 @@ class Campaign(db.Model):
     priority: Mapped[int] = mapped_column(Integer, default=0)
     trigger_addresses: Mapped[list] = mapped_column(JSON, default=list)
     keywords: Mapped[list] = mapped_column(JSON, default=list)
+    # "address-or-asked": the trigger address, or mail that names the magnet and asks for it; "address-only".
+    trigger_mode: Mapped[str] = mapped_column(String(20), default="address-or-asked", server_default="address-or-asked")
     magnet_subject: Mapped[str] = mapped_column(String(300))
     magnet_text: Mapped[str] = mapped_column(Text)
     magnet_html: Mapped[str | None] = mapped_column(Text)
@@ -173,6 +190,8 @@ class InboundMessage(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox: Mapped[str] = mapped_column(String(200))
+    # "inbox": mail to the consultant; "sent": what the consultant sent (it may answer a prospect personally).
+    folder_role: Mapped[str] = mapped_column(String(10), default="inbox", server_default="inbox")
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
     uid: Mapped[int | None] = mapped_column(BigInteger)
     source_key: Mapped[str | None] = mapped_column(String(300))

@@ -10,7 +10,7 @@ from datetime import timedelta
 from rq.job import Job
 from sqlalchemy import func, select
 
-from service import contacts, enrollments
+from service import contacts, enrollments, roster
 from service.campaigns import by_slug
 from service.extensions import db
 from service.models import Contact, Enrollment, Event, InboundMessage, Outbound, Suppression, address_hash, utcnow
@@ -30,55 +30,55 @@ def _people(app, n: int) -> None:
         db.session.commit()
 
 
-def _ids(app, filters: contacts.Filters, **cursor) -> tuple[list[str], contacts.Page]:
+def _ids(app, filters: roster.Filters, **cursor) -> tuple[list[str], roster.Page]:
     with app.app_context():
-        page = contacts.page(db.session, filters, **cursor)
+        page = roster.page(db.session, filters, **cursor)
         return [c.email for c in page.contacts], page
 
 
 def test_keyset_pages_walk_every_contact_once_forwards_and_back(world):
     _people(world, 120)
     seen, cursors = [], []
-    page_emails, page = _ids(world, contacts.Filters())
+    page_emails, page = _ids(world, roster.Filters())
     while True:
         seen += page_emails
         cursors.append(page)
         if not page.after:
             break
-        page_emails, page = _ids(world, contacts.Filters(), after=page.after)
+        page_emails, page = _ids(world, roster.Filters(), after=page.after)
     assert len(seen) == 120 == len(set(seen)) and [len(p.contacts) for p in cursors] == [50, 50, 20]
     assert seen[0] == "p000@acme.example"  # latest activity first
-    back, _ = _ids(world, contacts.Filters(), before=cursors[1].before)
+    back, _ = _ids(world, roster.Filters(), before=cursors[1].before)
     assert back == seen[:50]
     assert cursors[0].before is None and cursors[0].count == 120
 
 
 def test_every_sort_order_pages_without_gaps(world):
     _people(world, 70)
-    for sort in contacts.SORTS:
-        first, page = _ids(world, contacts.Filters(sort=sort))
-        second, _ = _ids(world, contacts.Filters(sort=sort), after=page.after)
+    for sort in roster.SORTS:
+        first, page = _ids(world, roster.Filters(sort=sort))
+        second, _ = _ids(world, roster.Filters(sort=sort), after=page.after)
         assert len(set(first + second)) == 70, sort
-    names, _ = _ids(world, contacts.Filters(sort="name"))
+    names, _ = _ids(world, roster.Filters(sort="name"))
     assert names[:2] == ["p000@acme.example", "p001@co1.example"]
 
 
 def test_a_tampered_cursor_just_starts_at_the_top(world):
     _people(world, 3)
-    emails, _ = _ids(world, contacts.Filters(), after="not-a-cursor")
+    emails, _ = _ids(world, roster.Filters(), after="not-a-cursor")
     assert len(emails) == 3
 
 
 def test_search_matches_name_address_and_company_domain(world):
     _people(world, 30)
-    assert _ids(world, contacts.Filters(text="person 007"))[0] == ["p007@co7.example"]
-    assert _ids(world, contacts.Filters(text="P012@"))[0] == ["p012@acme.example"]
-    assert len(_ids(world, contacts.Filters(text="acme.example"))[0]) == 10
-    assert _ids(world, contacts.Filters(text="100%_"))[0] == []  # LIKE wildcards are searched literally
+    assert _ids(world, roster.Filters(text="person 007"))[0] == ["p007@co7.example"]
+    assert _ids(world, roster.Filters(text="P012@"))[0] == ["p012@acme.example"]
+    assert len(_ids(world, roster.Filters(text="acme.example"))[0]) == 10
+    assert _ids(world, roster.Filters(text="100%_"))[0] == []  # LIKE wildcards are searched literally
     with world.app_context():
         db.session.add(Contact(email="john.smith@bigco.example", name="John Smith", domain="bigco.example"))
         db.session.commit()
-    assert _ids(world, contacts.Filters(text="john.smith"))[0] == ["john.smith@bigco.example"]
+    assert _ids(world, roster.Filters(text="john.smith"))[0] == ["john.smith@bigco.example"]
 
 
 def test_filters_by_state_campaign_tag_hot_and_suppressed(world):
@@ -93,19 +93,19 @@ def test_filters_by_state_campaign_tag_hot_and_suppressed(world):
         contacts.suppress(db.session, "p002@co2.example", "unsubscribed")
         db.session.commit()
         campaign_id = campaign.id
-    assert _ids(world, contacts.Filters(state="paused"))[0] == ["p001@co1.example"]
-    assert len(_ids(world, contacts.Filters(campaign_id=campaign_id))[0]) == 2
-    assert _ids(world, contacts.Filters(state="active", campaign_id=campaign_id))[0] == ["p000@acme.example"]
-    assert _ids(world, contacts.Filters(tag="VIP"))[0] == ["p000@acme.example", "p005@co5.example"]
-    assert _ids(world, contacts.Filters(state="hot"))[0] == ["p001@co1.example"]
-    assert _ids(world, contacts.Filters(state="suppressed"))[0] == ["p002@co2.example"]
+    assert _ids(world, roster.Filters(state="paused"))[0] == ["p001@co1.example"]
+    assert len(_ids(world, roster.Filters(campaign_id=campaign_id))[0]) == 2
+    assert _ids(world, roster.Filters(state="active", campaign_id=campaign_id))[0] == ["p000@acme.example"]
+    assert _ids(world, roster.Filters(tag="VIP"))[0] == ["p000@acme.example", "p005@co5.example"]
+    assert _ids(world, roster.Filters(state="hot"))[0] == ["p001@co1.example"]
+    assert _ids(world, roster.Filters(state="suppressed"))[0] == ["p002@co2.example"]
 
 
 def test_the_count_stops_at_its_bound(world):
     _people(world, 30)
     with world.app_context():
-        assert contacts.count(db.session, contacts.Filters(), bound=10) == 11
-        assert contacts.count(db.session, contacts.Filters(text="acme")) == 10
+        assert roster.count(db.session, roster.Filters(), bound=10) == 11
+        assert roster.count(db.session, roster.Filters(text="acme")) == 10
 
 
 def test_the_list_page_keeps_filters_in_its_page_links(world):
@@ -133,13 +133,13 @@ def test_why_explains_suppression_the_next_send_and_the_repeat_limit(world):
     receive(world, mail())
     with world.app_context():
         bob = contacts.find(db.session, "bob@prospect.example")
-        lines = contacts.explain(db.session, bob, 7)
+        lines = roster.explain(db.session, bob, 7)
         assert "Execution Success Roadmap: active." in lines[0] and "Next: magnet due" in lines[0]
         assert "gets no second copy (7-day limit)" in lines[1]
         contacts.suppress(db.session, bob.email, "bounced", "permanent bounce 5.1.1")
-        assert contacts.explain(db.session, bob, 7)[0].startswith("Nothing is sent to this address")
+        assert roster.explain(db.session, bob, 7)[0].startswith("Nothing is sent to this address")
         carol = contacts.upsert(db.session, "dave@prospect.example")
-        assert contacts.explain(db.session, carol, 7) == [
+        assert roster.explain(db.session, carol, 7) == [
             "Not in any campaign yet: nothing is planned for this address."
         ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Response, abort, current_app, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 
-from .. import contacts, enrollments, intake, queue, stats
+from .. import contacts, enrollments, intake, queue, roster, stats
 from ..extensions import db
 from ..models import Contact, Enrollment
 from ..outbound import LimitError
@@ -13,16 +13,16 @@ from . import back, bp, confirm, csvio
 from .forms import TagsForm
 
 STATE_FILTERS = (("", "Any state"), ("hot", "Hot lead"), ("suppressed", "Suppressed"),
-                 *((s, f"Sequence {s}") for s in contacts.ENROLLMENT_STATES))
+                 *((s, f"Sequence {s}") for s in roster.ENROLLMENT_STATES))
 SORT_LABELS = (("recent", "Latest activity"), ("newest", "Newest"), ("email", "Address A–Z"), ("name", "Name A–Z"))
 
 
-def _filters() -> contacts.Filters:
+def _filters() -> roster.Filters:
     args = request.args
     sort = args.get("sort", "recent")
-    return contacts.Filters(
+    return roster.Filters(
         text=args.get("q", "")[:200], state=args.get("state", ""), campaign_id=args.get("campaign", type=int),
-        tag=args.get("tag", "")[:100], sort=sort if sort in contacts.SORTS else "recent",
+        tag=args.get("tag", "")[:100], sort=sort if sort in roster.SORTS else "recent",
     )
 
 
@@ -41,11 +41,11 @@ def _here(contact_id: int) -> str:
 @bp.get("/contacts")
 def contact_list():
     filters = _filters()
-    page = contacts.page(db.session, filters, after=request.args.get("after"), before=request.args.get("before"))
+    page = roster.page(db.session, filters, after=request.args.get("after"), before=request.args.get("before"))
     kept = {k: v for k, v in request.args.items() if k not in ("after", "before") and v}
     return render_template(
         "admin/contacts.html", page=page, filters=filters, kept=kept, campaigns=stats.campaign_names(db.session),
-        state_filters=STATE_FILTERS, sorts=SORT_LABELS, bound=contacts.COUNT_BOUND,
+        state_filters=STATE_FILTERS, sorts=SORT_LABELS, bound=roster.COUNT_BOUND,
     )
 
 
@@ -60,8 +60,8 @@ def contact_export():
 def contact_page(contact_id: int):
     contact = _contact(contact_id)
     return render_template(
-        "admin/contact.html", contact=contact, entries=contacts.timeline(db.session, contact),
-        why=contacts.explain(db.session, contact, current_app.config["MAGNET_REPEAT_DAYS"]),
+        "admin/contact.html", contact=contact, entries=roster.timeline(db.session, contact),
+        why=roster.explain(db.session, contact, current_app.config["MAGNET_REPEAT_DAYS"]),
         suppressed=contacts.suppression(db.session, contact.email),
         tags_form=TagsForm(tags=contact.tags.replace(",", ", ")),
     )

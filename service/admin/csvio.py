@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from .. import contacts
+from .. import contacts, roster
 from ..models import Campaign, Contact, Suppression, address_hash
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -51,14 +51,14 @@ def safe_cell(value: object) -> str:
     return f"'{text}" if text.startswith(FORMULA_START) else text
 
 
-def export_rows(session: Session, filters: contacts.Filters) -> Iterator[str]:
+def export_rows(session: Session, filters: roster.Filters) -> Iterator[str]:
     """The matching contacts as CSV text, a batch at a time (bounded memory at any size)."""
     names = dict(session.execute(select(Campaign.id, Campaign.slug)).all())
     session.rollback()
     yield _line(EXPORT_COLUMNS)
     last = 0
     while True:
-        query = contacts.matching(filters).options(selectinload(Contact.enrollments))
+        query = roster.matching(filters).options(selectinload(Contact.enrollments))
         batch = list(session.scalars(query.where(Contact.id > last).order_by(Contact.id).limit(BATCH)))
         if not batch:
             return
