@@ -111,6 +111,7 @@ def load(instance_path: str) -> dict:
         "IMAP_BATCH": env_int("IMAP_BATCH", 100),
         "IMAP_TIMEOUT": env_int("IMAP_TIMEOUT", 60),
         "IMAP_IDLE_SECONDS": env_int("IMAP_IDLE_SECONDS", 540),
+        "IMAP_SENT_POLL_SECONDS": env_int("IMAP_SENT_POLL_SECONDS", 60),
         "IMAP_WATCHDOG_SECONDS": env_int("IMAP_WATCHDOG_SECONDS", 300),
         "MAILDIR": env_str("MAILDIR", str(instance / "maildir")),
         "SMTP_HOST": env_str("SMTP_HOST"),

@@ -173,16 +173,28 @@ def _bounce_signals(parsed: Parsed, rtype: str, has_status_part: bool) -> list[s
     subject, body = _BOUNCE_SUBJECT.search(parsed.subject), _BOUNCE_BODY.search(parsed.text[:_SCAN])
     submitted = auto_submitted(msg) not in ("", "no")
     machine = is_null(msg, "Return-Path") or is_null(msg, "From") or submitted
+    envelope = _system_envelope(msg)
     checks = [
         (rtype == "delivery-status", "Content-Type multipart/report; report-type=delivery-status"),
         (has_status_part, "message/delivery-status part (RFC 3464)"),
         (msg.get("X-Failed-Recipients") is not None, "X-Failed-Recipients header"),
         (bool(_DAEMON.match(local)), f"From {parsed.from_address or parsed.from_name}"),
         (bool(_POSTMASTER.match(local) and (subject or body)), f"From {local} with bounce text"),
+        (bool(envelope and (subject or body)), f"{envelope} (the mail system) with bounce text"),
         (bool(machine and (subject or body)), "null sender or Auto-Submitted with bounce text"),
         (_enclosed_report(msg) is not None and bool(subject), "encloses a delivery-status report"),
     ]
     return [reason for hit, reason in checks if hit]
+
+
+def _system_envelope(msg: Message) -> str | None:
+    """"Return-Path x" when a mailer-daemon@/postmaster@ Return-Path or Sender sent it: bounces whose From
+    names a friendlier "Mail Delivery Service <delivery@…>" still come from the mail system (RFC 3464 §2)."""
+    for name in ("Return-Path", "Sender"):
+        address = parseaddr(str(msg.get(name, "") or ""))[1].lower()
+        if address and is_system(address):
+            return f"{name} {address}"
+    return None
 
 
 def is_null(msg: Message, name: str) -> bool:
@@ -320,6 +332,15 @@ def is_permanent(action: str, status: str | None, text: str) -> bool:
     if status in _HARD_STATUS:
         return bool(hard or not soft)
     return bool(hard and not soft)
+
+
+_ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def refused_address(reply: str) -> bool:
+    """An SMTP server's 5xx at send time names a bad address (RFC 3463 5.1.x), judged as a bounce is."""
+    status = _ENHANCED_STATUS.search(reply)
+    return is_permanent("failed", status[1] if status else None, reply)
 
 
 def _text_recipients(parsed: Parsed) -> list[dict]:

@@ -8,7 +8,6 @@ import re
 import tempfile
 import uuid
 from datetime import datetime, time, timedelta
-from email.utils import make_msgid
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,14 +17,19 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import contacts
+from . import contacts, outbound
 from .inbound import CampaignRule
-from .models import Asset, Campaign, Outbound, Step, utcnow
+from .models import Asset, Campaign, Outbound, Step
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DELAY = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _WINDOW = re.compile(r"^\s*(\w{3})(?:-(\w{3}))?\s+(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})\s*$")
+
+
+# Who gets the magnet: mail to the trigger address, or anyone who names it and asks; or the address only.
+ADDRESS_OR_ASKED, ADDRESS_ONLY = "address-or-asked", "address-only"
+TRIGGER_MODES = (ADDRESS_OR_ASKED, ADDRESS_ONLY)
 
 
 class CampaignError(ValueError):
@@ -84,10 +88,15 @@ def next_open(moment: datetime, window: str | None, timezone: str) -> datetime:
 def rules(session: Session) -> list[CampaignRule]:
     """Active campaigns in the admin's order, as the classifier's matching rules."""
     query = select(Campaign).where(Campaign.active).order_by(Campaign.priority, Campaign.id)
-    return [
-        CampaignRule(c.slug, tuple(c.trigger_addresses), tuple(c.keywords))
-        for c in session.scalars(query)
-    ]
+    return [rule(c) for c in session.scalars(query)]
+
+
+def rule(campaign: Campaign) -> CampaignRule:
+    """How the classifier recognises a request for this campaign."""
+    return CampaignRule(
+        campaign.slug, tuple(campaign.trigger_addresses), tuple(campaign.keywords),
+        name=campaign.name, mode=campaign.trigger_mode or ADDRESS_OR_ASKED,
+    )
 
 
 def by_slug(session: Session, slug: str) -> Campaign | None:
@@ -119,6 +128,9 @@ def _apply(campaign: Campaign, entry: dict, where: str) -> None:
     campaign.active = bool(entry.get("active", True))
     campaign.trigger_addresses = [a.strip().lower() for a in triggers.get("addresses") or []]
     campaign.keywords = [k.strip() for k in triggers.get("keywords") or [] if k.strip()]
+    campaign.trigger_mode = str(triggers.get("mode") or ADDRESS_OR_ASKED).strip()
+    if campaign.trigger_mode not in TRIGGER_MODES:
+        raise CampaignError(f"{where}: triggers mode must be one of {', '.join(TRIGGER_MODES)}")
     campaign.magnet_subject = _require(magnet, "subject", f"{where} magnet")
     campaign.magnet_text = _require(magnet, "text", f"{where} magnet")
     campaign.magnet_html = magnet.get("html")
@@ -234,7 +246,8 @@ def _export_one(c: Campaign) -> dict:
         "slug": c.slug,
         "name": c.name,
         "active": c.active,
-        "triggers": {"addresses": list(c.trigger_addresses), "keywords": list(c.keywords)},
+        "triggers": {"addresses": list(c.trigger_addresses), "keywords": list(c.keywords),
+                     "mode": c.trigger_mode or ADDRESS_OR_ASKED},
         "magnet": magnet,
         "steps": [_export_step(s) for s in c.steps],
     }
@@ -328,14 +341,10 @@ def plan_test(session: Session, campaign: Campaign, address: str, position: int 
     step = next((s for s in campaign.steps if s.position == position), None)
     if position is not None and step is None:
         raise CampaignError(f"{campaign.name} has no follow-up number {position}")
-    row = Outbound(
-        key=f"test:{campaign.id}:{uuid.uuid4().hex}", kind="test", contact_id=None, campaign_id=campaign.id,
-        step_position=position, to_address=contacts.normalise(address),
-        subject=step.subject if step else campaign.magnet_subject,
-        message_id=make_msgid(domain=domain).strip("<>"), due_at=utcnow(),
+    row = outbound.plan(
+        session, f"test:{campaign.id}:{uuid.uuid4().hex}", "test", contacts.normalise(address), domain,
+        step.subject if step else campaign.magnet_subject, campaign_id=campaign.id, step_position=position,
     )
-    session.add(row)
-    session.flush()
     label = f"follow-up {position}" if step else "magnet"
     contacts.record(session, None, "test_planned", f"{campaign.name}: {label} to {row.to_address}", outbound_id=row.id)
     return row

@@ -10,7 +10,17 @@ import re
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from .models import Contact, Enrollment, Event, InboundMessage, Outbound, Suppression, address_hash, utcnow
+from .models import (
+    Contact,
+    ContactAddress,
+    Enrollment,
+    Event,
+    InboundMessage,
+    Outbound,
+    Suppression,
+    address_hash,
+    utcnow,
+)
 
 TAG_LENGTH = 500
 
@@ -19,8 +29,37 @@ def normalise(address: str) -> str:
     return address.strip().lower()
 
 
+def base_address(address: str) -> str:
+    """leo+work@x → leo@x: plus-addressing delivers to the same person."""
+    local, at, domain = normalise(address).partition("@")
+    return f"{local.split('+', 1)[0]}{at}{domain}"
+
+
 def find(session: Session, address: str) -> Contact | None:
-    return session.scalar(select(Contact).where(Contact.email == normalise(address)))
+    """The person who owns `address`: their main address, one they are known by, or its plain (+tag-less) form."""
+    candidates = list(dict.fromkeys((normalise(address), base_address(address))))
+    owners = dict(session.execute(select(Contact.email, Contact.id).where(Contact.email.in_(candidates))).all())
+    owners.update({a: c for a, c in session.execute(
+        select(ContactAddress.address, ContactAddress.contact_id).where(ContactAddress.address.in_(candidates))
+    ).all() if a not in owners})
+    found = next((owners[c] for c in candidates if c in owners), None)
+    return session.get(Contact, found) if found else None
+
+
+def add_address(session: Session, contact: Contact, address: str, how: str) -> bool:
+    """Know the person by another address too; False when it is theirs already or someone else's."""
+    address = normalise(address)
+    if "@" not in address or address == contact.email:
+        return False
+    taken = session.scalar(select(Contact.id).where(Contact.email == address)) or session.scalar(
+        select(ContactAddress.id).where(ContactAddress.address == address)
+    )
+    if taken:
+        return False
+    session.add(ContactAddress(contact=contact, address=address, how=how))
+    session.flush()
+    record(session, contact, "address_added", f"{address} ({how})")
+    return True
 
 
 def upsert(session: Session, address: str, name: str = "") -> Contact:
@@ -38,8 +77,9 @@ def upsert(session: Session, address: str, name: str = "") -> Contact:
 
 
 def is_suppressed(session: Session, address: str) -> bool:
-    key = address_hash(address)
-    return session.scalar(select(Suppression.id).where(Suppression.address_hash == key)) is not None
+    """Never mail this address: it, or its plain form (leo@ for leo+news@), unsubscribed, bounced or was erased."""
+    keys = list({address_hash(address), address_hash(base_address(address))})
+    return session.scalar(select(Suppression.id).where(Suppression.address_hash.in_(keys)).limit(1)) is not None
 
 
 def suppress(session: Session, address: str, reason: str, detail: str = "") -> Suppression:
@@ -51,6 +91,16 @@ def suppress(session: Session, address: str, reason: str, detail: str = "") -> S
         session.add(row)
         session.flush()
     return row
+
+
+def unsuppress(session: Session, address: str, reason: str) -> bool:
+    """Lift a suppression of this reason (an admin's correction of the classifier); False if there is none."""
+    row = session.scalar(select(Suppression).where(Suppression.address_hash == address_hash(address)))
+    if row is None or row.reason != reason:
+        return False
+    session.delete(row)
+    session.flush()
+    return True
 
 
 def record(session: Session, contact: Contact | None, kind: str, detail: str = "", **links) -> Event:

@@ -1,12 +1,22 @@
-"""Enrollments: one contact in one campaign, as an explicit state machine."""
+"""Enrollments: one person in one campaign, and the sequence it sends, as an explicit state machine.
+
+This module owns the sequence: the magnet that starts it, planning the next follow-up, resuming,
+skipping and going on, postponing for an out-of-office, cancelling, completing, the `steps_sent`
+count, and the verdict a send job asks for before it sends. The ledger itself is `outbound`.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import contacts, outbound
+from .campaigns import next_open, parse_delay, zone
 from .contacts import record
-from .models import Campaign, Contact, Enrollment, Outbound
+from .models import Campaign, Contact, Enrollment, InboundMessage, Outbound, Step, utcnow
 
 ACTIVE, PAUSED = "active", "paused"
 REPLIED, UNSUBSCRIBED, BOUNCED, COMPLETED = "replied", "unsubscribed", "bounced", "completed"
@@ -26,6 +36,8 @@ _ALLOWED = {
     COMPLETED: (ACTIVE,),
     HALTED: (ACTIVE, PAUSED),
 }
+# Only an admin's correction of the classifier may take these back ("that was an auto-reply, not a reply").
+_REOPENABLE = (REPLIED, UNSUBSCRIBED, BOUNCED, HALTED)
 
 
 class EnrollmentError(ValueError):
@@ -51,21 +63,24 @@ def move(session: Session, enrollment: Enrollment, state: str, reason: str) -> b
     """Move to `state` if allowed from the current one; stopping cancels pending follow-ups."""
     if enrollment.state == state or enrollment.state not in _ALLOWED[state]:
         return False
-    enrollment.state = state
-    enrollment.stopped_reason = reason
-    if state != ACTIVE:
-        cancel_pending(session, enrollment, f"enrollment {state}: {reason}")
-    record(session, enrollment.contact, f"enrollment_{state}", f"{enrollment.campaign.name}: {reason}")
+    _set_state(session, enrollment, state, reason)
     return True
 
 
-def cancel_pending(session: Session, enrollment: Enrollment, why: str) -> None:
-    session.execute(
-        update(Outbound)
-        # Only follow-ups: a magnet someone asked for still goes (the claim re-checks suppression).
-        .where(Outbound.enrollment_id == enrollment.id, Outbound.state == "pending", Outbound.kind == "followup")
-        .values(state="cancelled", note=why)
-    )
+def _set_state(session: Session, enrollment: Enrollment, state: str, reason: str) -> None:
+    enrollment.state = state
+    enrollment.stopped_reason = reason
+    if state != ACTIVE:
+        outbound.cancel_followups(session, enrollment.id, f"enrollment {state}: {reason}")
+    record(session, enrollment.contact, f"enrollment_{state}", f"{enrollment.campaign.name}: {reason}")
+
+
+def reopen(session: Session, enrollment: Enrollment, reason: str, domain: str) -> Outbound | None:
+    """Undo a stop that a correction takes back: active again, with its next follow-up planned."""
+    if enrollment.state not in _REOPENABLE:
+        return None
+    _set_state(session, enrollment, ACTIVE, reason)
+    return resume(session, enrollment, domain)
 
 
 def stop_all(session: Session, contact: Contact, state: str, reason: str) -> int:
@@ -78,7 +93,109 @@ def open_for(session: Session, contact: Contact) -> list[Enrollment]:
     return [e for e in contact.enrollments if e.state in (ACTIVE, PAUSED)]
 
 
-# --------------------------------------------------------------------------- admin actions
+# --------------------------------------------------------------------------- the sequence
+
+
+def start(
+    session: Session, inbound: InboundMessage, enrollment: Enrollment, to: str, domain: str,
+    subject: str, thread: tuple[str, ...],
+) -> Outbound:
+    """The magnet, answering a request in the request's thread; planning twice returns the same row."""
+    return outbound.plan(
+        session, f"reply:{inbound.id}", "magnet", to, domain,
+        outbound.thread_subject(subject, enrollment.campaign.magnet_subject),
+        parent=inbound.message_id, chain=list(thread), **_links(enrollment), inbound_id=inbound.id,
+    )
+
+
+def _links(enrollment: Enrollment) -> dict:
+    return {"contact_id": enrollment.contact_id, "enrollment_id": enrollment.id,
+            "campaign_id": enrollment.campaign_id}
+
+
+def resend_magnet(session: Session, enrollment: Enrollment, domain: str, repeat_days: int) -> Outbound:
+    """Plan the magnet again for an admin; raises EnrollmentError or outbound.LimitError with the reason."""
+    if contacts.is_suppressed(session, enrollment.contact.email):
+        raise EnrollmentError("the address is suppressed (unsubscribed, bounced or erased): nothing can be sent")
+    if outbound.recent_magnet(session, enrollment.contact_id, repeat_days):
+        raise outbound.LimitError(f"a magnet already went to this address in the last {repeat_days} days")
+    last = outbound.last_magnet(session, enrollment.id)
+    number = outbound.count_keys(session, f"resend:{enrollment.id}:") + 1
+    row = outbound.plan(
+        session, f"resend:{enrollment.id}:{number}", "magnet", enrollment.contact.email, domain,
+        last.subject if last else enrollment.campaign.magnet_subject,
+        parent=last.message_id if last else None, chain=outbound.under(last)[:-1], **_links(enrollment),
+    )
+    record(session, enrollment.contact, "resend_planned", f"{enrollment.campaign.name}: by an admin",
+           outbound_id=row.id)
+    return row
+
+
+def plan_next(
+    session: Session, enrollment: Enrollment, previous: Outbound, domain: str, after: datetime | None = None
+) -> Outbound | None:
+    """Plan the follow-up after `previous` (its delay counted from `after`, default its sending), threaded
+    under it, or complete the sequence."""
+    step = _step(enrollment, enrollment.steps_sent + 1)
+    if step is None:
+        move(session, enrollment, COMPLETED, "all follow-ups sent")
+        return None
+    campaign = enrollment.campaign
+    due = next_open((after or previous.sent_at) + parse_delay(step.after), campaign.window, campaign.timezone)
+    return outbound.plan(
+        session, f"step:{enrollment.id}:{step.position}", "followup", previous.to_address, domain,
+        outbound.thread_subject(previous.subject, step.subject), parent=previous.message_id,
+        chain=outbound.under(previous)[:-1], due_at=due, step_position=step.position, **_links(enrollment),
+    )
+
+
+def _step(enrollment: Enrollment, position: int) -> Step | None:
+    return next((s for s in enrollment.campaign.steps if s.position == position), None)
+
+
+def advance(session: Session, row: Outbound, domain: str) -> Outbound | None:
+    """After a send: count the follow-up, then plan the next one (or complete)."""
+    enrollment = session.get(Enrollment, row.enrollment_id) if row.enrollment_id else None
+    if enrollment is None:
+        return None
+    if row.kind == "followup":
+        enrollment.steps_sent = max(enrollment.steps_sent, row.step_position or 0)
+    if enrollment.state != ACTIVE:
+        return None
+    return plan_next(session, enrollment, row, domain)
+
+
+def resume(session: Session, enrollment: Enrollment, domain: str) -> Outbound | None:
+    """After a pause, plan the next follow-up again (a cancelled, never-sent row is revived, not copied)."""
+    previous = outbound.last_sent(session, enrollment.id)
+    if previous is None or enrollment.state != ACTIVE:
+        return None
+    row = plan_next(session, enrollment, previous, domain)
+    if row is not None and row.state == outbound.CANCELLED:
+        outbound.revive(row, "resumed")
+    return row
+
+
+def skip_and_go_on(session: Session, row: Outbound, why: str, domain: str) -> Outbound | None:
+    """Skip a follow-up on purpose (shown with the failures); the sequence goes on from now."""
+    outbound.skip(row, why)
+    enrollment = session.get(Enrollment, row.enrollment_id)
+    enrollment.steps_sent = max(enrollment.steps_sent, row.step_position or 0)
+    previous = outbound.last_sent(session, enrollment.id)
+    if previous is None or enrollment.state != ACTIVE:
+        return None
+    return plan_next(session, enrollment, previous, domain, after=utcnow())
+
+
+def postpone(session: Session, contact: Contact, until: date) -> None:
+    """An out-of-office with a return date: the next follow-up waits until the day after, 09:00 local."""
+    for enrollment in open_for(session, contact):
+        campaign = enrollment.campaign
+        back = datetime.combine(until + timedelta(days=1), time(9, 0), zone(campaign.timezone))
+        for row in outbound.pending_followups(session, enrollment.id):
+            if row.due_at < back:
+                row.due_at = next_open(back, campaign.window, campaign.timezone)
+
 
 ADMIN_MOVES = {"pause": PAUSED, "resume": ACTIVE, "stop": HALTED}
 
@@ -92,21 +209,67 @@ def admin_move(session: Session, enrollment: Enrollment, action: str, who: str, 
 
     Raises EnrollmentError when the state forbids the move.
     """
-    from . import outbound  # outbound imports this module; importing late breaks the cycle
-
     state = ADMIN_MOVES[action]
     if not move(session, enrollment, state, f"{action} by {who}"):
         raise EnrollmentError(f"cannot {action} a sequence that is {enrollment.state}")
-    return outbound.resume(session, enrollment, domain) if action == "resume" else None
+    return resume(session, enrollment, domain) if action == "resume" else None
 
 
-def resend_magnet(session: Session, enrollment: Enrollment, domain: str, repeat_days: int) -> Outbound:
-    """Plan the magnet again for an admin; raises EnrollmentError or outbound.LimitError with the reason."""
-    from . import contacts, outbound  # outbound imports this module; importing late breaks the cycle
+# --------------------------------------------------------------------------- the send job's verdict
 
-    if contacts.is_suppressed(session, enrollment.contact.email):
-        raise EnrollmentError("the address is suppressed (unsubscribed, bounced or erased): nothing can be sent")
-    row = outbound.plan_resend(session, enrollment, domain, repeat_days)
-    detail = f"{enrollment.campaign.name}: by an admin"
-    record(session, enrollment.contact, "resend_planned", detail, outbound_id=row.id)
-    return row
+GO, CANCEL, SKIP, WAIT = "go", "cancel", "skip", "wait"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a claimed row should do now, and why: go, cancel, skip (and go on), or wait until `until`."""
+
+    action: str
+    reason: str = ""
+    until: datetime | None = None
+
+
+def verdict(session: Session, row: Outbound, settings: dict, now: datetime | None = None) -> Verdict:
+    """Everything the database knows about whether this row may go now (the pace, in Redis, comes after)."""
+    now = now or utcnow()
+    campaign = session.get(Campaign, row.campaign_id) if row.campaign_id else None
+    for rule in (_stopped, _pointless, _held):
+        found = rule(session, row, campaign, settings, now)
+        if found is not None:
+            return found
+    return Verdict(GO)
+
+
+def _stopped(session: Session, row: Outbound, campaign: Campaign | None, settings: dict, now) -> Verdict | None:
+    if contacts.is_suppressed(session, row.to_address):
+        return Verdict(CANCEL, "address is suppressed")
+    enrollment = session.get(Enrollment, row.enrollment_id) if row.enrollment_id else None
+    if row.kind == "followup" and enrollment is not None and enrollment.state != ACTIVE:
+        return Verdict(CANCEL, f"enrollment is {enrollment.state}")
+    return None
+
+
+def _pointless(session: Session, row: Outbound, campaign: Campaign | None, settings: dict, now) -> Verdict | None:
+    """A follow-up far past its time (the worker or Redis was down), or whose step was removed."""
+    if row.kind != "followup" or campaign is None:
+        return None
+    late = now - row.due_at
+    if late >= timedelta(hours=settings["STALE_FOLLOWUP_HOURS"]):
+        return Verdict(SKIP, f"skipped: {late.total_seconds() / 3600:.0f} h late (was the worker or Redis down?)")
+    if not any(s.position == row.step_position for s in campaign.steps):
+        return Verdict(SKIP, f"skipped: follow-up {row.step_position} no longer exists in {campaign.name}")
+    return None
+
+
+def _held(session: Session, row: Outbound, campaign: Campaign | None, settings: dict, now) -> Verdict | None:
+    """A paused campaign, a closed window or the breaker: the row waits, and goes later."""
+    if campaign is not None and not campaign.active and row.kind != "test":
+        return Verdict(WAIT, "campaign paused: waiting for it to be active again", now + timedelta(hours=1))
+    if campaign is not None and (row.kind == "followup" or (row.kind == "magnet" and settings["MAGNET_IN_WINDOW"])):
+        opens = next_open(now, campaign.window, campaign.timezone)
+        if opens > now + timedelta(seconds=1):
+            return Verdict(WAIT, f"waiting for the sending window ({campaign.window}, {campaign.timezone})", opens)
+    tripped = outbound.breaker(session, settings, now) if row.kind != "test" else None
+    if tripped:
+        return Verdict(WAIT, tripped, now + timedelta(hours=1))
+    return None

@@ -10,14 +10,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from email.utils import parseaddr
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import campaigns, contacts, enrollments, outbound
+from . import campaigns, contacts, enrollments, inbound, outbound
 from .inbound import Classification, Identity, Parsed, classify, machine_address, parse
 from .mailer import unsubscribe_address
 from .models import Contact, Enrollment, Event, InboundMessage, Outbound, utcnow
@@ -70,6 +70,8 @@ def stored_before(session: Session, mailbox: str, raw: bytes) -> bool:
 def process(session: Session, message: InboundMessage, settings: dict) -> list[Outbound]:
     """Classify a stored message and apply its consequence; returns ledger rows to queue."""
     parsed = parse(message.raw)
+    if message.folder_role == "sent":
+        return _consultant_sent(session, message, parsed)
     result = classify(parsed, campaigns.rules(session), identity(settings))
     _describe(message, parsed, result)
     message.processed_at = utcnow()
@@ -96,6 +98,47 @@ def _review(message: InboundMessage, reason: str) -> None:
     message.reasons = [*message.reasons, reason]
 
 
+def _note(message: InboundMessage, reason: str) -> None:
+    message.reasons = [*message.reasons, reason]
+
+
+# --------------------------------------------------------------------------- the consultant's own mail
+
+
+def _consultant_sent(session: Session, message: InboundMessage, parsed: Parsed) -> list[Outbound]:
+    """Mail in the Sent folder: one the consultant wrote to a prospect means they took over."""
+    _describe(message, parsed, Classification("sent"))
+    message.processed_at = utcnow()
+    if message.state == "backlog":  # Sent history from before the first connect changes nothing
+        return []
+    message.state = "processed"
+    if parsed.message_id and outbound.sent_ids(session, (parsed.message_id,)):
+        _note(message, "our own copy of what Follow-Through sent: nothing to do")
+        return []
+    for address in parsed.recipients:
+        contact = contacts.find(session, address)
+        if contact is not None:
+            _taken_over(session, message, contact, address)
+    if message.contact_id is None:
+        _note(message, "sent by the consultant to no contact: nothing to do")
+    return []
+
+
+def _taken_over(session: Session, message: InboundMessage, contact: Contact, address: str) -> None:
+    message.contact_id = contact.id
+    stopped = [e for e in enrollments.open_for(session, contact)
+               if enrollments.move(session, e, enrollments.HALTED, "the consultant answered personally")]
+    contacts.record(session, contact, "consultant_replied", f"to {address}: {message.subject}"[:500],
+                    inbound_id=message.id)
+    contact.hot = False  # the lead is handled: the consultant is on it
+    contact.last_activity_at = utcnow()
+    what = f"{len(stopped)} sequence(s) stopped" if stopped else "no running sequence"
+    _note(message, f"the consultant wrote to {address} personally: {what}")
+
+
+# --------------------------------------------------------------------------- requests
+
+
 def _sender(parsed: Parsed, settings: dict) -> str | None:
     """RFC 3834 §4: answer the Reply-To if given, else the From; never ourselves or a machine (§1.12)."""
     for address in (parsed.reply_to, parsed.from_address):
@@ -115,43 +158,63 @@ def _failed_authentication(parsed: Parsed) -> str | None:
 
 
 def on_request(session, message, parsed, result, settings) -> list[Outbound]:
-    if _answered_us(session, message, parsed, result):
+    known, _ = _known_contact(session, parsed)
+    enrolled = known is not None and enrollments.open_for(session, known)
+    if enrolled and not _names_again(session, parsed, result):
+        # An enrolled prospect writing to the trigger address without asking for the magnet is answering us.
+        message.kind = "human"
+        _note(message, "sender is enrolled already: treated as a reply")
+        _replied(session, message, known, parsed)
         return []
+    return _request(session, message, parsed, result.campaign, settings, contact=known)
+
+
+def _names_again(session: Session, parsed: Parsed, result: Classification) -> bool:
+    """Asked by name, not only by writing to the trigger address: a request again, not a reply."""
+    if result.via == "asked":
+        return True
+    campaign = campaigns.by_slug(session, result.campaign) if result.campaign else None
+    return campaign is not None and inbound.asks_for_magnet(parsed, campaigns.rule(campaign)) is not None
+
+
+def _request(
+    session: Session, message: InboundMessage, parsed: Parsed, slug: str | None, settings: dict,
+    again: bool = False, contact: Contact | None = None,
+) -> list[Outbound]:
+    """Answer a request with the magnet, once per person per period (`again`: an admin said send it anyway).
+
+    `contact` is the person when we know them already (they wrote in our thread, perhaps from another address).
+    """
     to = _sender(parsed, settings)
-    campaign = campaigns.by_slug(session, result.campaign)
+    campaign = campaigns.by_slug(session, slug) if slug else None
     forged = _failed_authentication(parsed)
     if not to or campaign is None or forged:
         _review(message, forged or "request without a usable sender address or campaign")
         return []
     if _suppressed_request(session, message, to):
         return []
-    contact = contacts.upsert(session, to, parsed.from_name)
+    contact = contact or contacts.upsert(session, to, parsed.from_name)
+    _learn_addresses(session, contact, parsed, to)
     # One request at a time per contact (PostgreSQL row lock), so two workers can't both send a magnet.
     session.execute(select(Contact.id).where(Contact.id == contact.id).with_for_update())
     message.contact_id = contact.id
-    contacts.record(session, contact, "request", f"asked for {campaign.name}", inbound_id=message.id)
     enrollment, _ = enrollments.enroll(session, contact, campaign)
-    if outbound.recent_magnet(session, contact.id, settings["MAGNET_REPEAT_DAYS"]):
-        _review(message, f"repeat request within {settings['MAGNET_REPEAT_DAYS']} days: no second magnet")
+    contacts.record(session, contact, "request", f"asked for {campaign.name}", inbound_id=message.id)
+    days = settings["MAGNET_REPEAT_DAYS"]
+    if not again and outbound.recent_magnet(session, contact.id, days):
+        _review(message, f"asked again: repeat request within {days} days: no second magnet")
         contacts.record(session, contact, "repeat_request", "magnet already sent recently", inbound_id=message.id)
         return []
-    threaded_under = parsed.references or parsed.in_reply_to
-    return [outbound.plan_magnet(session, message, enrollment, to, settings["MAIL_DOMAIN"], parsed.subject,
-                                 threaded_under)]
+    thread = parsed.references or parsed.in_reply_to
+    return [enrollments.start(session, message, enrollment, to, settings["MAIL_DOMAIN"], parsed.subject, thread)]
 
 
-def _answered_us(session: Session, message: InboundMessage, parsed: Parsed, result: Classification) -> bool:
-    """An enrolled prospect writing again is answering us: their sequence stops either way, and
-    unless they name the campaign again it is a reply, not a new request."""
-    known = _known_contact(session, parsed)
-    if known is None or not enrollments.open_for(session, known):
-        return False
-    _replied(session, message, known, parsed.new_text)
-    if _asks_again(session, parsed, result):
-        return False
-    message.kind = "human"
-    message.reasons = [*message.reasons, "sender is enrolled already: treated as a reply"]
-    return True
+def _learn_addresses(session: Session, contact: Contact, parsed: Parsed, to: str) -> None:
+    """The addresses one request shows for a person: the Reply-To it asked us to use, its From, a +tag form."""
+    if to != contact.email:
+        contacts.add_address(session, contact, to, "reply-to" if to == parsed.reply_to else "plus-tag")
+    if parsed.from_address and parsed.from_address != to:
+        contacts.add_address(session, contact, parsed.from_address, "from")
 
 
 def _suppressed_request(session: Session, message: InboundMessage, address: str) -> bool:
@@ -160,49 +223,69 @@ def _suppressed_request(session: Session, message: InboundMessage, address: str)
         return False
     known = contacts.find(session, address)
     message.contact_id = known.id if known else None
-    message.reasons = [*message.reasons, "address is suppressed: nothing sent"]
+    _note(message, "address is suppressed: nothing sent")
     contacts.record(session, known, "request_ignored", "address is suppressed", inbound_id=message.id)
     return True
 
 
-def _asks_again(session: Session, parsed: Parsed, result: Classification) -> bool:
-    """A fresh message (not in our thread) that names the campaign's keywords is a repeat request."""
-    if outbound.sent_ids(session, (*parsed.in_reply_to, *parsed.references)):
-        return False
-    campaign = campaigns.by_slug(session, result.campaign)
-    words = f"{parsed.subject}\n{parsed.new_text}".lower()
-    return campaign is not None and any(k.lower() in words for k in campaign.keywords)
+# --------------------------------------------------------------------------- people answering
 
 
-def _known_contact(session: Session, parsed: Parsed) -> Contact | None:
-    """Who wrote this: matched through our Message-IDs first (aliases), then by address."""
+def _known_contact(session: Session, parsed: Parsed) -> tuple[Contact | None, bool]:
+    """Who wrote this, and whether they wrote inside one of our threads (matched by our Message-IDs first,
+    so an alias counts), else by any of their addresses."""
     rows = outbound.sent_ids(session, (*parsed.in_reply_to, *parsed.references))
-    if rows:
-        return session.get(Contact, rows[-1].contact_id)
-    return contacts.find(session, parsed.from_address) if parsed.from_address else None
+    ours = [r for r in rows if r.contact_id]
+    if ours:
+        return session.get(Contact, ours[-1].contact_id), True
+    return (contacts.find(session, parsed.from_address) if parsed.from_address else None), False
 
 
 def on_human(session, message, parsed, result, settings) -> list[Outbound]:
-    contact = _known_contact(session, parsed)
+    contact, in_thread = _known_contact(session, parsed)
     if contact is None:
-        _review(message, "human mail from someone we don't know, matching no campaign")
+        if not (result.review or result.campaign):
+            _note(message, "from someone who is not a contact: nothing to do")
         return []
-    _replied(session, message, contact, parsed.new_text)
+    if in_thread and parsed.from_address:
+        contacts.add_address(session, contact, parsed.from_address, "replied in thread")
+    resend = inbound.asks_to_resend(parsed) if enrollments.open_for(session, contact) else None
+    if resend:
+        return _asked_again(session, message, parsed, contact, resend, settings)
+    _replied(session, message, contact, parsed)
     return []
 
 
-def _replied(session: Session, message: InboundMessage, contact: Contact, text: str) -> None:
-    """A human answered: a hot lead, and every open sequence of theirs stops."""
+def _asked_again(session, message, parsed: Parsed, contact: Contact, why: str, settings: dict) -> list[Outbound]:
+    """"Could you send it again?" inside our thread is a repeat request, never a reply."""
+    slug = _last_campaign(session, contact)
+    message.kind, message.campaign_slug = "request", slug
+    _note(message, f"asks for the magnet again: {why}")
+    return _request(session, message, parsed, slug, settings, contact=contact)
+
+
+def _last_campaign(session: Session, contact: Contact) -> str | None:
+    opened = enrollments.open_for(session, contact)
+    return opened[-1].campaign.slug if opened else None
+
+
+def _replied(session: Session, message: InboundMessage, contact: Contact, parsed: Parsed) -> None:
+    """A human answered: a hot lead, and every open sequence of theirs stops; the timeline says from where."""
     message.contact_id = contact.id
     contact.hot = True
     contact.last_activity_at = utcnow()
-    contacts.record(session, contact, "replied", text[:500], inbound_id=message.id)
+    address = parsed.from_address or "an unknown address"
+    via = "" if address == contact.email else f" (from {address})"
+    contacts.record(session, contact, "replied", f"{parsed.new_text[:480]}{via}", inbound_id=message.id)
     for enrollment in enrollments.open_for(session, contact):
-        enrollments.move(session, enrollment, enrollments.REPLIED, "the prospect wrote back")
+        enrollments.move(session, enrollment, enrollments.REPLIED, f"the prospect wrote back{via}")
+
+
+# --------------------------------------------------------------------------- stopping
 
 
 def on_unsubscribe(session, message, parsed, result, settings) -> list[Outbound]:
-    contact = _token_contact(session, parsed.subject, settings) or _known_contact(session, parsed)
+    contact = _token_contact(session, parsed.subject, settings) or _known_contact(session, parsed)[0]
     address = contact.email if contact else parsed.from_address
     if not address:
         _review(message, "unsubscribe request without a sender address")
@@ -244,7 +327,7 @@ def on_bounce(session, message, parsed, result, settings) -> list[Outbound]:
         message.contact_id = contact.id
         _apply_bounce(session, contact, rcpt, settings, message.id, tied)
     if message.contact_id is None:
-        message.reasons = [*message.reasons, "bounce for mail we never sent: nothing changed"]
+        _note(message, "bounce for mail we never sent: nothing changed")
     return []
 
 
@@ -314,53 +397,181 @@ def on_complaint(session, message, parsed, result, settings) -> list[Outbound]:
 
 
 def on_auto_reply(session, message, parsed, result, settings) -> list[Outbound]:
-    contact = _known_contact(session, parsed)
+    contact, _ = _known_contact(session, parsed)
     if contact is None:
         return []
     message.contact_id = contact.id
     detail = f"away until {result.ooo_until}" if result.ooo_until else "auto-reply"
     contacts.record(session, contact, "auto_reply", detail, inbound_id=message.id)
     if result.ooo_until:
-        _postpone(session, contact, result.ooo_until)
+        enrollments.postpone(session, contact, result.ooo_until)
     return []
 
 
-def _postpone(session: Session, contact: Contact, until) -> None:
-    """An out-of-office with a return date: the next follow-up waits until the day after."""
-    for enrollment in enrollments.open_for(session, contact):
-        campaign = enrollment.campaign
-        tz = campaigns.zone(campaign.timezone)
-        back = datetime.combine(until + timedelta(days=1), time(9, 0), tz)
-        for row in session.scalars(
-            select(Outbound).where(Outbound.enrollment_id == enrollment.id, Outbound.state == "pending")
-        ):
-            if row.kind == "followup" and row.due_at < back:
-                row.due_at = campaigns.next_open(back, campaign.window, campaign.timezone)
+# --------------------------------------------------------------------------- an admin's corrections
 
-
-CORRECTIONS = ("request", "auto_reply", "human", "bulk")
+CORRECTIONS = ("request", "auto_reply", "human", "bulk", "unsubscribe", "bounce_hard", "bounce_soft", "not_bounce")
+_KIND_AFTER = {"bounce_hard": "bounce", "bounce_soft": "bounce", "not_bounce": "human"}
 
 
 def correct(
     session: Session, message: InboundMessage, kind: str, settings: dict,
-    campaign_slug: str | None = None, contact: Contact | None = None,
+    campaign_slug: str | None = None, contact: Contact | None = None, who: str = "an admin",
 ) -> list[Outbound]:
-    """An admin's override of the classifier, with the same consequences; recorded as a correction."""
+    """An admin's override of the classifier: the earlier consequence is undone, then the new one applied.
+
+    Returns ledger rows to queue. Raises ValueError when the correction cannot tell whom it is about.
+    """
     if kind not in CORRECTIONS:
         raise ValueError(f"cannot correct a message to {kind!r}")
     parsed = parse(message.raw)
+    person = contact or _person_of(session, message, parsed)
+    if kind.startswith("bounce") and person is None:
+        raise ValueError("say whose address bounced: no contact is tied to this message")
     was = message.kind
-    message.kind, message.state, message.campaign_slug = kind, "processed", campaign_slug
-    message.reasons = [*message.reasons, f"corrected by an admin: {was} → {kind}"]
-    rows: list[Outbound] = []
+    undone, revived = _undo(session, message, person, settings)
+    message.kind, message.state = _KIND_AFTER.get(kind, kind), "processed"
     if kind == "request":
-        result = Classification(kind="request", campaign=campaign_slug)
-        rows = on_request(session, message, parsed, result, settings)
-    elif kind == "human" and contact is not None:
-        _replied(session, message, contact, parsed.new_text)
-    who = contact or (session.get(Contact, message.contact_id) if message.contact_id else None)
-    contacts.record(session, who, "correction", f"{was} → {kind}", inbound_id=message.id)
-    return rows
+        message.campaign_slug = campaign_slug
+    detail = f"{was} → {kind} by {who}" + (f"; undone: {', '.join(undone)}" if undone else "")
+    _note(message, f"corrected: {detail}")
+    contacts.record(session, person, "correction", detail, inbound_id=message.id)
+    # "Just a person" replies only for the contact an admin named; otherwise it does nothing more.
+    acting = contact if kind == "human" else person
+    return revived + _CORRECTED[kind](session, message, parsed, acting, campaign_slug, settings)
+
+
+def _person_of(session: Session, message: InboundMessage, parsed: Parsed) -> Contact | None:
+    if message.contact_id:
+        return session.get(Contact, message.contact_id)
+    return _known_contact(session, parsed)[0]
+
+
+def _undo(
+    session: Session, message: InboundMessage, person: Contact | None, settings: dict
+) -> tuple[list[str], list[Outbound]]:
+    """Take back what this message caused since its last correction: what was undone, and follow-ups to queue."""
+    since = session.scalar(
+        select(func.max(Event.id)).where(Event.inbound_id == message.id, Event.kind == "correction")
+    ) or 0
+    kinds = list(session.scalars(
+        select(Event.kind).where(Event.inbound_id == message.id, Event.id > since).order_by(Event.id)
+    ))
+    undone = [k for k in dict.fromkeys(kinds) if k in _UNDO]
+    revived = [row for kind in undone for row in _UNDO[kind](session, message, person, settings["MAIL_DOMAIN"])]
+    return undone, revived
+
+
+def _undo_reply(session, message, person: Contact | None, domain: str) -> list[Outbound]:
+    if person is None:
+        return []
+    person.hot = False
+    return _reopen(session, person, enrollments.REPLIED, domain)
+
+
+def _undo_unsubscribe(session, message, person: Contact | None, domain: str) -> list[Outbound]:
+    if person is None or not contacts.unsuppress(session, person.email, "unsubscribed"):
+        return []
+    return _reopen(session, person, enrollments.UNSUBSCRIBED, domain)
+
+
+def _undo_complaint(session, message, person: Contact | None, domain: str) -> list[Outbound]:
+    if person is None or not contacts.unsuppress(session, person.email, "complaint"):
+        return []
+    return _reopen(session, person, enrollments.UNSUBSCRIBED, domain)
+
+
+def _undo_hard_bounce(session, message, person: Contact | None, domain: str) -> list[Outbound]:
+    if person is None or not contacts.unsuppress(session, person.email, "bounced"):
+        return []
+    return _reopen(session, person, enrollments.BOUNCED, domain)
+
+
+def _undo_soft_bounce(session, message, person: Contact | None, domain: str) -> list[Outbound]:
+    if person is None or contacts.is_suppressed(session, person.email):
+        return []
+    return _reopen(session, person, enrollments.BOUNCED, domain)
+
+
+def _undo_request(session, message, person: Contact | None, domain: str) -> list[Outbound]:
+    """Not a request after all: a magnet still waiting is cancelled, and no follow-up goes."""
+    row = outbound.find(session, f"reply:{message.id}")
+    if row is None:
+        return []
+    if row.state == outbound.PENDING:
+        outbound.cancel(row, "an admin corrected the request: not a request")
+    enrollment = session.get(Enrollment, row.enrollment_id)
+    enrollments.move(session, enrollment, enrollments.HALTED, "an admin corrected the request: not a request")
+    return []
+
+
+def _reopen(session: Session, person: Contact, state: str, domain: str) -> list[Outbound]:
+    """Sequences this message stopped go on; returns their next follow-ups, to queue."""
+    rows = [enrollments.reopen(session, e, "an admin corrected the classifier", domain)
+            for e in person.enrollments if e.state == state]
+    return [row for row in rows if row is not None]
+
+
+_UNDO = {
+    "replied": _undo_reply,
+    "unsubscribed": _undo_unsubscribe,
+    "complaint": _undo_complaint,
+    "bounce_hard": _undo_hard_bounce,
+    "bounce_soft": _undo_soft_bounce,
+    "request": _undo_request,
+}
+
+
+def _as_request(session, message, parsed, person, slug, settings) -> list[Outbound]:
+    return _request(session, message, parsed, slug, settings, again=True, contact=person)
+
+
+def _as_reply(session, message, parsed, person, slug, settings) -> list[Outbound]:
+    if person is not None:
+        _replied(session, message, person, parsed)
+    return []
+
+
+def _as_auto_reply(session, message, parsed, person, slug, settings) -> list[Outbound]:
+    if person is not None:
+        contacts.record(session, person, "auto_reply", "auto-reply (an admin said)", inbound_id=message.id)
+    return []
+
+
+def _as_unsubscribe(session, message, parsed, person, slug, settings) -> list[Outbound]:
+    address = person.email if person else parsed.from_address
+    if not address:
+        raise ValueError("say who asked to unsubscribe: the message has no sender address")
+    unsubscribe(session, address, "asked by email (an admin said)", inbound_id=message.id)
+    return []
+
+
+def _as_bounce(permanent: bool):
+    status = "5.1.1" if permanent else "4.2.2"
+
+    def apply(session, message, parsed, person, slug, settings) -> list[Outbound]:
+        message.contact_id = person.id
+        rcpt = {"address": person.email, "status": status, "action": "failed", "permanent": permanent}
+        _apply_bounce(session, person, rcpt, settings, message.id, None)
+        return []
+
+    return apply
+
+
+def _nothing_more(session, message, parsed, person, slug, settings) -> list[Outbound]:
+    return []
+
+
+_CORRECTED = {
+    "request": _as_request,
+    "human": _as_reply,
+    "auto_reply": _as_auto_reply,
+    "bulk": _nothing_more,
+    "unsubscribe": _as_unsubscribe,
+    "bounce_hard": _as_bounce(permanent=True),
+    "bounce_soft": _as_bounce(permanent=False),
+    "not_bounce": _nothing_more,
+}
 
 
 def on_nothing(session, message, parsed, result, settings) -> list[Outbound]:

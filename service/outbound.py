@@ -3,6 +3,7 @@
 States: pending → sending → sent | failed | unknown, or pending → cancelled.
 A row left in `sending` by a crash becomes `unknown` and is never resent blindly,
 because SMTP cannot tell us whether the server already took it (RFC 1047).
+This module is the ledger only; what a sequence sends next is `enrollments`' business.
 """
 
 from __future__ import annotations
@@ -14,21 +15,24 @@ from email.utils import make_msgid
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from . import contacts
-from .campaigns import next_open, parse_delay
-from .enrollments import ACTIVE, COMPLETED, move
-from .models import Campaign, Enrollment, Event, InboundMessage, Outbound, Step, utcnow
+from .models import Event, Outbound, utcnow
 
 PENDING, SENDING, SENT, FAILED, CANCELLED, UNKNOWN = (
     "pending", "sending", "sent", "failed", "cancelled", "unknown",
 )
+# RFC 5322 §3.6.4 allows trimming a long References: keep the first and the most recent ids.
+REFERENCES_KEPT = 20
+
+
+class LimitError(ValueError):
+    """A send that the per-recipient limit forbids right now."""
 
 
 def new_message_id(domain: str) -> str:
     return make_msgid(domain=domain).strip("<>")
 
 
-def _thread_subject(subject: str, fallback: str) -> str:
+def thread_subject(subject: str, fallback: str) -> str:
     """Gmail threads only when the subject stays the same, so answers keep `Re: <theirs>`."""
     subject = " ".join(subject.split())
     if not subject:
@@ -36,38 +40,49 @@ def _thread_subject(subject: str, fallback: str) -> str:
     return subject if subject.lower().startswith(("re:", "aw:", "sv:")) else f"Re: {subject}"
 
 
+def references(chain: list[str]) -> str:
+    """The References value for a thread of Message-IDs (oldest first), trimmed the RFC 5322 way."""
+    ids = list(dict.fromkeys(i.strip("<>") for i in chain if i))
+    if len(ids) > REFERENCES_KEPT:
+        ids = [ids[0], *ids[-(REFERENCES_KEPT - 1):]]
+    return " ".join(f"<{i}>" for i in ids)
+
+
+def under(parent: Outbound | None) -> list[str]:
+    """RFC 5322 §3.6.4: a child's References are the parent's References plus the parent's Message-ID."""
+    if parent is None:
+        return []
+    return [*parent.references.split(), parent.message_id]
+
+
 def find(session: Session, key: str) -> Outbound | None:
     return session.scalar(select(Outbound).where(Outbound.key == key))
 
 
-def plan_magnet(
-    session: Session, inbound: InboundMessage, enrollment: Enrollment, to: str, domain: str,
-    subject: str, references: tuple[str, ...],
+def plan(
+    session: Session, key: str, kind: str, to: str, domain: str, subject: str,
+    parent: str | None = None, chain: list[str] | None = None, due_at: datetime | None = None, **links,
 ) -> Outbound:
-    """The reply to a request, in the request's thread; planning twice returns the same row."""
-    key = f"reply:{inbound.id}"
+    """The one constructor of a ledger row: its key, a new Message-ID, and its place in a thread.
+
+    `parent` is the Message-ID it answers, `chain` the thread above it (oldest first). Planning the same
+    key twice returns the first row, so a message processed twice is sent once.
+    """
     row = find(session, key)
     if row:
         return row
-    parent = inbound.message_id
-    chain = [*references, parent] if parent else list(references)
     row = Outbound(
-        key=key, kind="magnet", contact_id=enrollment.contact_id, enrollment_id=enrollment.id,
-        campaign_id=enrollment.campaign_id, inbound_id=inbound.id, to_address=to, message_id=new_message_id(domain),
-        subject=_thread_subject(subject, enrollment.campaign.magnet_subject),
-        in_reply_to=parent, references=" ".join(f"<{r}>" for r in chain[-20:]), due_at=utcnow(),
+        key=key, kind=kind, to_address=to, message_id=new_message_id(domain), subject=subject,
+        in_reply_to=parent.strip("<>") if parent else None, references=references([*(chain or []), parent or ""]),
+        due_at=due_at or utcnow(), **links,
     )
     session.add(row)
     session.flush()
     return row
 
 
-class LimitError(ValueError):
-    """A send that the per-recipient limit forbids right now."""
-
-
 def recent_magnet(session: Session, contact_id: int, days: int) -> Outbound | None:
-    """The magnet sent (or on its way) to this contact within `days`, if any."""
+    """The magnet sent (or on its way) to this person within `days`, if any."""
     since = utcnow() - timedelta(days=days)
     query = (
         select(Outbound)
@@ -80,67 +95,38 @@ def recent_magnet(session: Session, contact_id: int, days: int) -> Outbound | No
     return session.scalars(query).first()
 
 
-def plan_resend(session: Session, enrollment: Enrollment, domain: str, repeat_days: int) -> Outbound:
-    """Send the magnet again, in the same thread as the last one, unless the limit forbids it."""
-    if recent_magnet(session, enrollment.contact_id, repeat_days):
-        raise LimitError(f"a magnet already went to this address in the last {repeat_days} days")
-    last = session.scalars(
-        select(Outbound).where(Outbound.enrollment_id == enrollment.id, Outbound.kind == "magnet")
+def last_sent(session: Session, enrollment_id: int) -> Outbound | None:
+    return session.scalars(
+        select(Outbound).where(Outbound.enrollment_id == enrollment_id, Outbound.state == SENT)
+        .order_by(Outbound.sent_at.desc())
+    ).first()
+
+
+def last_magnet(session: Session, enrollment_id: int) -> Outbound | None:
+    return session.scalars(
+        select(Outbound).where(Outbound.enrollment_id == enrollment_id, Outbound.kind == "magnet")
         .order_by(Outbound.id.desc())
     ).first()
-    count = session.scalar(select(func.count(Outbound.id)).where(Outbound.key.like(f"resend:{enrollment.id}:%")))
-    row = Outbound(
-        key=f"resend:{enrollment.id}:{count + 1}", kind="magnet", contact_id=enrollment.contact_id,
-        enrollment_id=enrollment.id, campaign_id=enrollment.campaign_id, to_address=enrollment.contact.email,
-        message_id=new_message_id(domain),
-        subject=last.subject if last else enrollment.campaign.magnet_subject,
-        in_reply_to=last.message_id if last else None,
-        references=_under(last),
-        due_at=utcnow(),
+
+
+def count_keys(session: Session, prefix: str) -> int:
+    return session.scalar(select(func.count(Outbound.id)).where(Outbound.key.like(f"{prefix}%")))
+
+
+def pending_followups(session: Session, enrollment_id: int) -> list[Outbound]:
+    query = select(Outbound).where(
+        Outbound.enrollment_id == enrollment_id, Outbound.state == PENDING, Outbound.kind == "followup"
     )
-    session.add(row)
-    session.flush()
-    return row
+    return list(session.scalars(query))
 
 
-def plan_next_step(
-    session: Session, enrollment: Enrollment, previous: Outbound, domain: str, after: datetime | None = None
-) -> Outbound | None:
-    """Plan the follow-up after `previous` (its delay counted from `after`, default its sending), threaded
-    under it, or complete the sequence."""
-    step = _step(enrollment, enrollment.steps_sent + 1)
-    if step is None:
-        move(session, enrollment, COMPLETED, "all follow-ups sent")
-        return None
-    key = f"step:{enrollment.id}:{step.position}"
-    row = find(session, key)
-    if row:
-        return row
-    campaign = enrollment.campaign
-    due = next_open((after or previous.sent_at) + parse_delay(step.after), campaign.window, campaign.timezone)
-    row = Outbound(
-        key=key, kind="followup", contact_id=enrollment.contact_id, enrollment_id=enrollment.id,
-        campaign_id=enrollment.campaign_id,
-        step_position=step.position, to_address=previous.to_address,
-        message_id=new_message_id(domain), subject=_thread_subject(previous.subject, step.subject),
-        in_reply_to=previous.message_id,
-        references=_under(previous),
-        due_at=due,
+def cancel_followups(session: Session, enrollment_id: int, why: str) -> None:
+    """Only follow-ups: a magnet someone asked for still goes (the claim re-checks suppression)."""
+    session.execute(
+        update(Outbound)
+        .where(Outbound.enrollment_id == enrollment_id, Outbound.state == PENDING, Outbound.kind == "followup")
+        .values(state=CANCELLED, note=why)
     )
-    session.add(row)
-    session.flush()
-    return row
-
-
-def _under(parent: Outbound | None) -> str:
-    """RFC 5322 §3.6.4: a child's References are the parent's References plus the parent's Message-ID."""
-    if parent is None:
-        return ""
-    return " ".join([*parent.references.split()[-19:], f"<{parent.message_id}>"])
-
-
-def _step(enrollment: Enrollment, position: int) -> Step | None:
-    return next((s for s in enrollment.campaign.steps if s.position == position), None)
 
 
 def claim(session: Session, row_id: int, now: datetime | None = None) -> Outbound | None:
@@ -157,18 +143,6 @@ def claim(session: Session, row_id: int, now: datetime | None = None) -> Outboun
     row = session.get(Outbound, row_id)
     session.refresh(row)
     return row
-
-
-def stop_reason(session: Session, row: Outbound) -> str | None:
-    """Why this row must not go out now, re-checked inside the claiming transaction."""
-    if contacts.is_suppressed(session, row.to_address):
-        return "address is suppressed"
-    if row.enrollment_id is None:
-        return None  # a test send to the admin
-    enrollment = session.get(Enrollment, row.enrollment_id)
-    if row.kind == "followup" and enrollment.state != ACTIVE:
-        return f"enrollment is {enrollment.state}"
-    return None
 
 
 def breaker(session: Session, settings: dict, now: datetime | None = None) -> str | None:
@@ -194,52 +168,14 @@ def breaker(session: Session, settings: dict, now: datetime | None = None) -> st
     return None
 
 
-def stale(row: Outbound, hours: int, now: datetime | None = None) -> str | None:
-    """A follow-up far past its time (the worker or Redis was down) is skipped, not sent days late."""
-    late = (now or utcnow()) - row.due_at
-    if row.kind != "followup" or late < timedelta(hours=hours):
-        return None
-    return f"skipped: {late.total_seconds() / 3600:.0f} h late (was the worker or Redis down?)"
-
-
-def paused_campaign(session: Session, row: Outbound) -> bool:
-    """A paused campaign holds its sends (they wait, and go when it is active again)."""
-    campaign = session.get(Campaign, row.campaign_id) if row.campaign_id else None
-    return campaign is not None and not campaign.active and row.kind != "test"
-
-
-def _last_sent(session: Session, enrollment: Enrollment) -> Outbound | None:
-    return session.scalars(
-        select(Outbound).where(Outbound.enrollment_id == enrollment.id, Outbound.state == SENT)
-        .order_by(Outbound.sent_at.desc())
-    ).first()
-
-
-def resume(session: Session, enrollment: Enrollment, domain: str) -> Outbound | None:
-    """After a pause, plan the next follow-up again (a cancelled, never-sent row is revived, not copied)."""
-    previous = _last_sent(session, enrollment)
-    if previous is None or enrollment.state != ACTIVE:
-        return None
-    row = plan_next_step(session, enrollment, previous, domain)
-    if row is not None and row.state == CANCELLED:
-        row.state, row.note, row.due_at = PENDING, "resumed", max(row.due_at, utcnow())
-    return row
-
-
-def skip_and_go_on(session: Session, row: Outbound, why: str, domain: str) -> Outbound | None:
-    """Skip a follow-up on purpose (shown with the failures); the sequence goes on from now."""
-    skip(row, why)
-    enrollment = session.get(Enrollment, row.enrollment_id)
-    enrollment.steps_sent = max(enrollment.steps_sent, row.step_position or 0)
-    previous = _last_sent(session, enrollment)
-    if previous is None or enrollment.state != ACTIVE:
-        return None
-    return plan_next_step(session, enrollment, previous, domain, after=utcnow())
-
-
 def cancel(row: Outbound, why: str) -> None:
     row.state = CANCELLED
     row.note = why
+
+
+def revive(row: Outbound, why: str) -> None:
+    """A cancelled, never-sent row goes again (a resumed sequence), not a copy of it."""
+    row.state, row.note, row.due_at = PENDING, why, max(row.due_at, utcnow())
 
 
 def mark_sent(row: Outbound, response: str) -> None:
@@ -308,7 +244,8 @@ def expire_stuck(session: Session, older_than: timedelta) -> list[Outbound]:
 
 
 def sent_ids(session: Session, message_ids: tuple[str, ...]) -> list[Outbound]:
-    """Our sent rows that an inbound message refers to (In-Reply-To / References)."""
+    """Our rows that an inbound message refers to (In-Reply-To / References), oldest first."""
     if not message_ids:
         return []
-    return list(session.scalars(select(Outbound).where(Outbound.message_id.in_(message_ids))))
+    query = select(Outbound).where(Outbound.message_id.in_(message_ids)).order_by(Outbound.id)
+    return list(session.scalars(query))

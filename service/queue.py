@@ -73,6 +73,8 @@ def queue_send(row) -> bool:
     """Queue the send job of a ledger row, now or at its due time; the job id names the row and the time."""
     from .models import utcnow
 
+    # RQ's scheduler keeps whole seconds, so the job may start up to a second early: the send job waits
+    # that moment out (workers.jobs.EARLY_START_GRACE) rather than handing the row back.
     at = row.due_at if row.due_at > utcnow() else None
     return enqueue("workers.jobs.send", row.id, job_id=f"out-{row.id}-{int(row.due_at.timestamp())}", at=at)
 

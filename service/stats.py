@@ -7,49 +7,53 @@ count that stops early), so the dashboard stays fast with 100,000 contacts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import case, distinct, func, literal, select, union_all
 from sqlalchemy.orm import Session, defer
 
 from .models import Campaign, Contact, Enrollment, Event, InboundMessage, MailboxState, Outbound, utcnow
 
 WINDOWS = (7, 30, 90)
-CHART_DAYS = 30
+CHART_DAYS = 30  # one of WINDOWS, so the chart's summary can quote the funnel's column
 PROBLEM_STATES = ("failed", "unknown")
 REVIEW_STATES = ("review", "quarantined")
-# The funnel's rows: label → the timeline events it counts.
+# The funnel's steps: label → the timeline events that put a person on that step. The words match
+# the campaign page's counts, which are people too (enrollments).
 FUNNEL = (
-    ("Requests", ("request",)),
-    ("Magnets sent", ("magnet_sent",)),
-    ("Follow-ups sent", ("followup_sent",)),
-    ("Replies", ("replied",)),
-    ("Unsubscribes", ("unsubscribed",)),
-    ("Bounces", ("bounce_hard", "bounce_soft")),
+    ("Asked", ("request",)),
+    ("Got the magnet", ("magnet_sent",)),
+    ("Got a follow-up", ("followup_sent",)),
+    ("Replied", ("replied",)),
+    ("Unsubscribed", ("unsubscribed",)),
+    ("Bounced", ("bounce_hard", "bounce_soft")),
+    ("Complained", ("complaint",)),
 )
-_FUNNEL_KINDS = tuple(kind for _, kinds in FUNNEL for kind in kinds)
+MAIN_STEPS = 4  # the first four are the funnel proper; the rest are the ways out
+PEOPLE_NOTE = "people, each counted once per step"
+CHART_KINDS = {"request": "Asked", "replied": "Replied"}
 
 
 @dataclass
 class Activity:
-    """Events per kind per UTC day over the longest window, plus complaints per day."""
+    """People per funnel step per window, and people per UTC day who asked or replied (for the chart)."""
 
     today: date
+    people: dict[str, dict[int, int]] = field(default_factory=dict)
     per_day: dict[str, dict[date, int]] = field(default_factory=dict)
 
-    def total(self, kinds: tuple[str, ...], days: int) -> int:
-        since = self.today - timedelta(days=days - 1)
-        return sum(n for kind in kinds for day, n in self.per_day.get(kind, {}).items() if day >= since)
+    def total(self, label: str, days: int) -> int:
+        """People on step `label` in the last `days` UTC days (each counted once)."""
+        return self.people.get(label, {}).get(days, 0)
 
     def funnel(self) -> list[tuple[str, list[int]]]:
-        rows = [(label, [self.total(kinds, d) for d in WINDOWS]) for label, kinds in FUNNEL]
-        return [*rows, ("Complaints", [self.total(("complaint",), d) for d in WINDOWS])]
+        return [(label, [self.total(label, d) for d in WINDOWS]) for label, _ in FUNNEL]
 
     def series(self, days: int = CHART_DAYS) -> list[tuple[date, int, int]]:
-        """(day, requests, replies) for each of the last `days` days, oldest first."""
+        """(day, people who asked, people who replied) for each of the last `days` days, oldest first."""
         first = self.today - timedelta(days=days - 1)
-        requests, replies = self.per_day.get("request", {}), self.per_day.get("replied", {})
-        return [(d, requests.get(d, 0), replies.get(d, 0)) for d in (first + timedelta(n) for n in range(days))]
+        asked, replied = self.per_day.get("Asked", {}), self.per_day.get("Replied", {})
+        return [(d, asked.get(d, 0), replied.get(d, 0)) for d in (first + timedelta(n) for n in range(days))]
 
 
 def _day(session: Session, column):
@@ -63,25 +67,55 @@ def _as_date(value) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
+def _midnight(today: date, days: int) -> datetime:
+    """The start (UTC) of a window of `days` calendar days ending today."""
+    return datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC)
+
+
+def _person():
+    # A timeline line without a contact (a complaint about an address we never knew) is still someone;
+    # it cannot be matched to anyone else, so it counts as its own person (negative ids never clash).
+    return func.coalesce(Event.contact_id, -Event.id)
+
+
 def activity(session: Session, now: datetime | None = None) -> Activity:
-    """One grouped scan of the last 90 days of events (and complaints), for the funnel and the chart."""
-    now = now or utcnow()
-    since = datetime.combine((now - timedelta(days=max(WINDOWS) - 1)).date(), datetime.min.time(), now.tzinfo)
-    result = Activity(today=now.date())
+    """The funnel (people per step per window) and the chart (people per day), each bounded to its date range."""
+    today = (now or utcnow()).astimezone(UTC).date()
+    return Activity(today=today, people=_people_per_step(session, today), per_day=_people_per_day(session, today))
+
+
+def _people_per_step(session: Session, today: date) -> dict[str, dict[int, int]]:
+    """People per step per window, one UNION ALL of the steps (PostgreSQL runs them in parallel)."""
+    since = _midnight(today, max(WINDOWS))
+    rows = session.execute(union_all(*(_step_people(label, kinds, since, today) for label, kinds in FUNNEL)))
+    return {label: dict(zip(WINDOWS, (int(n or 0) for n in counts), strict=True)) for label, *counts in rows}
+
+
+def _step_people(label: str, kinds: tuple[str, ...], since: datetime, today: date):
+    """One step: each person's latest such event since `since` (a hash aggregate over one range of the
+    (kind, created_at) index), then how many of those fall in each window. No COUNT(DISTINCT) sorts,
+    and a person with both a hard and a soft bounce is one person under Bounced."""
+    latest = (
+        select(_person().label("person"), func.max(Event.created_at).label("last"))
+        .where(Event.kind.in_(kinds), Event.created_at >= since)
+        .group_by(_person())
+        .subquery()
+    )
+    in_window = [func.sum(case((latest.c.last >= _midnight(today, d), 1), else_=0)) for d in WINDOWS]
+    return select(literal(label).label("step"), *in_window)
+
+
+def _people_per_day(session: Session, today: date) -> dict[str, dict[date, int]]:
+    """People who asked, and people who replied, per UTC day of the chart (a person asking twice a day is one)."""
     day = _day(session, Event.created_at)
-    events = session.execute(
-        select(Event.kind, day, func.count())
-        .where(Event.created_at >= since, Event.kind.in_(_FUNNEL_KINDS))
+    rows = session.execute(
+        select(Event.kind, day, func.count(distinct(_person())))
+        .where(Event.kind.in_(tuple(CHART_KINDS)), Event.created_at >= _midnight(today, CHART_DAYS))
         .group_by(Event.kind, day)
     )
-    in_day = _day(session, InboundMessage.stored_at)
-    complaints = session.execute(
-        select(InboundMessage.kind, in_day, func.count())
-        .where(InboundMessage.kind == "complaint", InboundMessage.stored_at >= since)
-        .group_by(InboundMessage.kind, in_day)
-    )
-    for kind, when, n in [*events, *complaints]:
-        result.per_day.setdefault(kind, {})[_as_date(when)] = n
+    result: dict[str, dict[date, int]] = {}
+    for kind, when, n in rows:
+        result.setdefault(CHART_KINDS[kind], {})[_as_date(when)] = n
     return result
 
 
@@ -175,7 +209,8 @@ def enrollment_states(session: Session) -> dict[int, dict[str, int]]:
 
 @dataclass
 class CampaignStats:
-    """One campaign's numbers: enrollments by state and sends per message of the sequence."""
+    """One campaign's numbers, in people: enrollments by state, and per mail of the sequence how many
+    people it reached in each ledger state (a magnet sent twice to one person counts once)."""
 
     states: dict[str, int]
     sends: dict[tuple[str, int | None], dict[str, int]]
@@ -189,12 +224,12 @@ class CampaignStats:
 
 
 def campaign_stats(session: Session, campaign: Campaign) -> CampaignStats:
-    """One campaign's enrollments by state and its sends by message and state."""
+    """One campaign's people by enrollment state and by mail and send state (an enrollment is one person)."""
     states = session.execute(
         select(Enrollment.state, func.count()).where(Enrollment.campaign_id == campaign.id).group_by(Enrollment.state)
     )
     sends = session.execute(
-        select(Outbound.kind, Outbound.step_position, Outbound.state, func.count())
+        select(Outbound.kind, Outbound.step_position, Outbound.state, func.count(distinct(Outbound.enrollment_id)))
         .join(Enrollment, Outbound.enrollment_id == Enrollment.id)
         .where(Enrollment.campaign_id == campaign.id)
         .group_by(Outbound.kind, Outbound.step_position, Outbound.state)

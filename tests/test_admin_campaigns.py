@@ -6,14 +6,13 @@ import io
 import re
 
 import yaml
-from rq.job import Job
 from sqlalchemy import func, select
 
 from service import campaigns
 from service.extensions import db
 from service.models import Campaign, Contact, Outbound
 from tests.conftest import PDF
-from tests.test_admin_support import post, receive, signed_in, text, token
+from tests.test_admin_support import post, receive, send_job, signed_in, text, token
 from tests.world import mail, parse, run_worker
 
 FORM = {
@@ -135,7 +134,7 @@ def test_send_a_test_queues_a_test_row_and_the_worker_mails_it_to_the_admin(worl
         row = db.session.scalar(select(Outbound))
         assert (row.kind, row.to_address, row.campaign_id, row.enrollment_id, row.contact_id, row.step_position) == (
             "test", "alice@acumen.example", campaign.id, None, None, 2)
-        job = Job.fetch(f"out-{row.id}-{int(row.due_at.timestamp())}", connection=redis_server.client())
+        job = send_job(redis_server.client(), row)
     assert job.func_name == "workers.jobs.send" and job.args == (row.id,)
     run_worker(world)
     [sent] = sink.wait_for(1, timeout=10)
@@ -206,15 +205,54 @@ def test_a_yaml_import_cannot_read_files_from_the_server(world):
     assert _campaign(world, "x") is None
 
 
-def test_per_campaign_numbers_count_enrollments_and_sends(world):
+def test_per_campaign_numbers_count_people_once_per_step(world):
     receive(world, mail())
+    with world.app_context():  # a second magnet planned for bob (asked again after the limit): still one person
+        first = db.session.scalar(select(Outbound))
+        db.session.add(Outbound(key="again", kind="magnet", contact_id=first.contact_id,
+                                enrollment_id=first.enrollment_id, to_address=first.to_address,
+                                message_id="again@acumen.example", state="pending"))
+        db.session.commit()
     campaign = _campaign(world, "execution-roadmap")
     page = text(signed_in(world).get(f"/admin/campaigns/{campaign.id}"))
     assert re.search(r"<dt>Asked</dt><dd>1</dd>", page)
     assert re.search(r"Magnet</th><td class=\"num\" data-label=\"Sent\">0</td><td class=\"num\" "
                      r"data-label=\"Scheduled\">1</td>", page)
+    numbers = re.search(r'id="stats-h".*?</section>', page, re.S).group(0)
+    assert "people, each counted once per step" in numbers
     listing = text(signed_in(world).get("/admin/campaigns"))
-    assert re.search(r"<dt>Asked</dt><dd>1</dd>", listing)
+    assert re.search(r"<dt>Asked</dt><dd>1</dd>", listing) and "The counts are people" in listing
+
+
+def _checked(page: str) -> list[str]:
+    """The values of the checked "Who gets the magnet" radio buttons."""
+    radios = re.findall(r'<input[^>]*name="trigger_mode"[^>]*>', page)
+    return [re.search(r'value="([^"]+)"', r).group(1) for r in radios if " checked" in r]
+
+
+def test_who_gets_the_magnet_defaults_to_asked_by_name_and_round_trips_address_only(world):
+    client = signed_in(world)
+    new = text(client.get("/admin/campaigns/new"))
+    assert "Who gets the magnet" in new and _checked(new) == ["address-or-asked"]
+    assert "Mail to the trigger address, or anyone who asks for it by name (default)" in new
+    assert "Only mail to the trigger address" in new
+    response = post(client, "/admin/campaigns/new", {**FORM, "trigger_mode": "address-only", "action": "save"})
+    assert response.status_code == 302
+    saved = _campaign(world, "pipeline-checklist")
+    assert saved.trigger_mode == "address-only"
+    assert _checked(text(client.get(f"/admin/campaigns/{saved.id}"))) == ["address-only"]
+    exported = yaml.safe_load(client.get("/admin/campaigns/export.yaml").data)
+    [entry] = [c for c in exported["campaigns"] if c["slug"] == "pipeline-checklist"]
+    assert entry["triggers"]["mode"] == "address-only"
+    assert "only mail to its address" in text(client.get("/admin/campaigns"))
+    post(client, f"/admin/campaigns/{saved.id}", {**FORM, "trigger_mode": "address-or-asked", "action": "save"})
+    assert _campaign(world, "pipeline-checklist").trigger_mode == "address-or-asked"
+
+
+def test_an_unknown_trigger_mode_is_refused_in_the_form(world):
+    response = post(signed_in(world), "/admin/campaigns/new", {**FORM, "trigger_mode": "everyone", "action": "save"})
+    assert response.status_code == 400 and "Not saved" in text(response)
+    assert _campaign(world, "pipeline-checklist") is None
 
 
 def test_re_importing_keeps_each_campaign_its_own_same_named_attachment(world):

@@ -7,14 +7,13 @@ import io
 import re
 from datetime import timedelta
 
-from rq.job import Job
 from sqlalchemy import func, select
 
 from service import contacts, enrollments, roster
 from service.campaigns import by_slug
 from service.extensions import db
 from service.models import Contact, Enrollment, Event, InboundMessage, Outbound, Suppression, address_hash, utcnow
-from tests.test_admin_support import post, receive, signed_in, text
+from tests.test_admin_support import post, receive, send_job, signed_in, text
 from tests.world import mail
 
 
@@ -203,7 +202,7 @@ def test_resend_outside_the_limit_plans_a_threaded_magnet_and_queues_it(world, r
     with world.app_context():
         first, again = db.session.scalars(select(Outbound).order_by(Outbound.id)).all()
         assert again.key == f"resend:{e_id}:1" and again.in_reply_to == first.message_id
-        job = Job.fetch(f"out-{again.id}-{int(again.due_at.timestamp())}", connection=redis_server.client())
+        job = send_job(redis_server.client(), again)
         assert job.func_name == "workers.jobs.send" and job.args == (again.id,)
 
 

@@ -3,27 +3,46 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import timedelta
 
 from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry
+from sqlalchemy import select, update
 
 from service import contacts, stats
 from service.admin import chart
 from service.extensions import db
-from service.models import Event, MailboxState, Outbound, utcnow
-from tests.test_admin_support import post, receive, signed_in, text
+from service.models import Contact, Enrollment, Event, MailboxState, Outbound, utcnow
+from tests.test_admin_support import post, receive, review_card, signed_in, text
 from tests.world import mail
 
 
-def _events(app, kind: str, days_ago: list[int]) -> None:
+def _people(app, n: int) -> list[int]:
+    """n contacts, for events that need a person."""
+    with app.app_context():
+        people = [Contact(email=f"{uuid.uuid4().hex[:12]}@people.example", name="") for _ in range(n)]
+        db.session.add_all(people)
+        db.session.commit()
+        return [c.id for c in people]
+
+
+def _events(app, kind: str, days_ago: list[int], who: list[int] | None = None) -> None:
+    """Timeline events `days_ago` days back; each by a different new person unless `who` says whose."""
+    who = who or _people(app, len(days_ago))
     with app.app_context():
         now = utcnow()
-        db.session.add_all(Event(kind=kind, created_at=now - timedelta(days=d, minutes=1)) for d in days_ago)
+        db.session.add_all(Event(contact_id=c, kind=kind, created_at=now - timedelta(days=d, minutes=1))
+                           for c, d in zip(who, days_ago, strict=True))
         db.session.commit()
 
 
-def test_the_funnel_counts_each_step_for_7_30_and_90_days(world):
+def _funnel(app) -> dict[str, list[int]]:
+    with app.app_context():
+        return dict(stats.activity(db.session).funnel())
+
+
+def test_the_funnel_counts_the_people_at_each_step_for_7_30_and_90_days(world):
     _events(world, "request", [0, 3, 10, 45, 120])
     _events(world, "magnet_sent", [0, 10])
     _events(world, "followup_sent", [20])
@@ -32,37 +51,73 @@ def test_the_funnel_counts_each_step_for_7_30_and_90_days(world):
     _events(world, "bounce_hard", [5])
     _events(world, "bounce_soft", [50])
     _events(world, "test_sent", [0])  # a test send is no magnet
-    with world.app_context():
-        funnel = dict(stats.activity(db.session).funnel())
-    assert funnel == {
-        "Requests": [2, 3, 4], "Magnets sent": [1, 2, 2], "Follow-ups sent": [0, 1, 1], "Replies": [1, 1, 2],
-        "Unsubscribes": [1, 1, 1], "Bounces": [1, 1, 2], "Complaints": [0, 0, 0],
+    assert _funnel(world) == {
+        "Asked": [2, 3, 4], "Got the magnet": [1, 2, 2], "Got a follow-up": [0, 1, 1], "Replied": [1, 1, 2],
+        "Unsubscribed": [1, 1, 1], "Bounced": [1, 1, 2], "Complained": [0, 0, 0],
     }
     page = text(signed_in(world).get("/admin/"))
-    assert re.search(r"Requests</th>\s*<td class=\"num\">2</td><td class=\"num\">3</td><td class=\"num\">4</td>", page)
+    assert re.search(r"Asked</th>\s*<td class=\"num\">2</td><td class=\"num\">3</td><td class=\"num\">4</td>", page)
+    funnel = re.search(r'id="funnel-h".*?</section>', page, re.S).group(0)
+    assert "people, each counted once per step" in funnel
 
 
-def test_complaints_are_counted_from_feedback_reports(world):
-    receive(world, mail())
+def test_a_person_asking_twice_is_one_person_on_each_step(world):
+    [dana, erin] = _people(world, 2)
+    _events(world, "request", [0, 2, 20], who=[dana, dana, dana])
+    _events(world, "request", [1], who=[erin])
+    _events(world, "followup_sent", [1, 2], who=[dana, dana])  # two follow-ups: one person got follow-ups
+    _events(world, "bounce_soft", [3], who=[erin])
+    _events(world, "bounce_hard", [4], who=[erin])  # soft then hard: one person bounced
+    funnel = _funnel(world)
+    assert funnel["Asked"] == [2, 2, 2]
+    assert funnel["Got a follow-up"] == [1, 1, 1] and funnel["Bounced"] == [1, 1, 1]
+
+
+def test_a_repeat_request_is_a_request_never_a_reply(world):
+    receive(world, mail())  # bob asks and gets the magnet
     with world.app_context():
-        from service.models import InboundMessage
-
-        db.session.query(InboundMessage).update({"kind": "complaint"})
+        db.session.execute(update(Outbound).values(state="sent", sent_at=utcnow()))
         db.session.commit()
-        funnel = dict(stats.activity(db.session).funnel())
-    assert funnel["Complaints"] == [1, 1, 1]
+        magnet = db.session.scalar(select(Outbound.message_id))
+    receive(world, mail())  # asks again by writing to the roadmap address
+    again = receive(world, mail(subject="Re: Roadmap please", body="Hi Ken, could you send it again? I lost it.",
+                                In_Reply_To=f"<{magnet}>", References=f"<{magnet}>"))  # and inside our thread
+    funnel = _funnel(world)
+    assert funnel["Asked"] == [1, 1, 1] and funnel["Replied"] == [0, 0, 0]
+    with world.app_context():
+        bob = contacts.find(db.session, "bob@prospect.example")
+        assert not bob.hot
+        assert db.session.scalar(select(Enrollment.state)) == "active"
+    review = text(signed_in(world).get("/admin/review"))
+    card = review_card(review, again)
+    assert "asked again</span>" in card and "Send the magnet again" in card
 
 
-def test_the_chart_is_an_svg_with_a_bar_per_day_and_a_text_alternative(world):
+def test_complaints_count_the_people_who_complained(world):
+    [dana] = _people(world, 1)
+    _events(world, "complaint", [0, 1], who=[dana, dana])
+    with world.app_context():
+        db.session.add(Event(contact_id=None, kind="complaint"))  # about an address that is no contact
+        db.session.commit()
+    assert _funnel(world)["Complained"] == [2, 2, 2]
+
+
+def test_the_chart_counts_people_per_day_as_an_svg_with_a_text_alternative(world):
+    [dana] = _people(world, 1)
     _events(world, "request", [0, 0, 0, 1])
+    _events(world, "request", [0, 1], who=[dana, dana])  # dana asks on two days: in two bars, once in the sum
     _events(world, "replied", [0])
     page = text(signed_in(world).get("/admin/"))
     svg = re.search(r"<svg.*?</svg>", page, re.S).group(0)
     assert 'role="img"' in svg and "<title" in svg and "<script" not in svg
+    assert "People who asked and who replied, per day" in svg
     assert len(re.findall(r'<rect class="bar-requests"', svg)) == 2
     assert len(re.findall(r'<rect class="bar-replies"', svg)) == 1
-    assert re.search(r"<title>\w{3} \d\d \w{3}: 3 requests</title>", svg)
-    assert "Last 30 days: 4 requests and 1 reply." in page
+    assert re.search(r"<title>\w{3} \d\d \w{3}: 4 people asked</title>", svg)
+    assert re.search(r"<title>\w{3} \d\d \w{3}: 1 person replied</title>", svg)
+    assert "Last 30 days: 5 people asked, 1 person replied." in page
+    table = re.search(r"Show the numbers as a table.*?</table>", page, re.S).group(0)
+    assert "People who asked" in table and re.search(r'<td class="num">4</td><td class="num">1</td>', table)
 
 
 def test_bar_heights_follow_the_counts_on_a_readable_scale():

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from service import contacts
 from service.extensions import db
 from service.models import Enrollment, Event, Outbound, utcnow
-from tests.test_admin_support import inbound, post, receive, signed_in, text
+from tests.test_admin_support import inbound, post, receive, send_job, signed_in, text
 from tests.world import mail
 
 STRANGER = dict(sender="Dana Dee <dana@prospect.example>", subject="that thing you wrote", to="ken@acumen.example",
@@ -20,7 +20,7 @@ STRANGER = dict(sender="Dana Dee <dana@prospect.example>", subject="that thing y
 def test_unmatched_human_mail_waits_in_review_with_its_reasons(world):
     message_id = receive(world, mail(**STRANGER))
     page = text(signed_in(world).get("/admin/review"))
-    assert "that thing you wrote" in page and "human mail from someone we don&#39;t know" in page
+    assert "that thing you wrote" in page and "person-written mail matching no campaign: needs a look" in page
     assert "could you send me the document" in page
     assert inbound(world, message_id).state == "review"
 
@@ -33,12 +33,13 @@ def test_this_is_a_request_sends_the_magnet_like_the_classifier_would(world, red
     assert f"Message #{message_id} is now treated as a request. 1 mail queued." in text(response)
     message = inbound(world, message_id)
     assert (message.kind, message.state) == ("request", "processed")
-    assert "corrected by an admin: human → request" in message.reasons
+    assert "corrected: human → request by alice@acumen.example" in message.reasons
     with world.app_context():
         row = db.session.scalar(select(Outbound))
         assert (row.kind, row.to_address, row.inbound_id) == ("magnet", "dana@prospect.example", message_id)
-        assert db.session.scalar(select(Event.detail).where(Event.kind == "correction")) == "human → request"
-        job = Job.fetch(f"out-{row.id}-{int(row.due_at.timestamp())}", connection=redis_server.client())
+        correction = db.session.scalar(select(Event.detail).where(Event.kind == "correction"))
+        assert correction == "human → request by alice@acumen.example"
+        job = send_job(redis_server.client(), row)
     assert job.func_name == "workers.jobs.send" and job.args == (row.id,)
     assert "that thing you wrote" not in text(client.get("/admin/review"))
 

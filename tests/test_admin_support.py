@@ -10,10 +10,12 @@ import uuid
 
 from flask import Flask
 from flask.testing import FlaskClient
+from redis import Redis
+from rq.job import Job
 
 from service import intake
 from service.extensions import db
-from service.models import InboundMessage, utcnow
+from service.models import InboundMessage, Outbound, utcnow
 
 ALICE = ("alice@acumen.example", "correct horse battery")
 _TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
@@ -56,3 +58,27 @@ def inbound(app: Flask, message_id: int) -> InboundMessage:
         message = db.session.get(InboundMessage, message_id)
         db.session.expunge(message)
         return message
+
+
+def send_job(redis: Redis, row: Outbound) -> Job:
+    """The RQ job queue.queue_send made for a ledger row (its id names the row, then the due time)."""
+    [key] = redis.keys(f"rq:job:out-{row.id}-*")
+    return Job.fetch(key.decode().removeprefix("rq:job:"), connection=redis)
+
+
+def held(app: Flask, raw: bytes, **fields) -> int:
+    """A message waiting in Review exactly as intake would leave it (state, kind, campaign, reasons, contact),
+    built directly so a view test does not depend on the classifier's current wording; returns its id."""
+    with app.app_context():
+        message = intake.store(db.session, "INBOX", 1, None, raw, utcnow(), source_key=f"held-{uuid.uuid4().hex}")
+        values = {"state": "review", "processed_at": utcnow(), **fields}
+        for name, value in values.items():
+            setattr(message, name, value)
+        db.session.commit()
+        return message.id
+
+
+def review_card(page: str, message_id: int) -> str:
+    """The HTML of one message's card on the Review page."""
+    cards = page.split('<li class="card')[1:]
+    return next(c for c in cards if f'href="/admin/inbound/{message_id}"' in c)

@@ -93,8 +93,10 @@ def test_classify_prints_one_json_object_per_file_in_the_contract_shape(cli_env,
     result = flask(["classify", str(request), str(ooo)], cli_env)
     assert result.returncode == 0, result.stderr
     first, second = (json.loads(line) for line in result.stdout.splitlines())
-    assert set(first) == {"file", "kind", "campaign", "reasons", "bounce", "ooo_until"}
+    # The contract's keys, extended with "via" (what decided a request: its trigger address, or asking by name).
+    assert set(first) == {"file", "kind", "campaign", "reasons", "bounce", "ooo_until", "via"}
     assert (first["kind"], first["campaign"], first["file"]) == ("request", "execution-roadmap", str(request))
+    assert first["via"] == "address"
     assert second["kind"] == "auto_reply" and second["campaign"] is None and second["reasons"]
 
 

@@ -18,17 +18,24 @@ from service.inbound import (
     Classification,
     Identity,
     Parsed,
+    asks_for_magnet,
+    asks_to_resend,
     classify,
     html_to_text,
+    names_magnet,
+    ooo_until,
     parse,
     split_reply,
 )
 
 MAIL = Path(__file__).resolve().parent / "mail"
+# In priority order: the roadmap first, so roadmap+playbook@ must win by its exact match.
 CAMPAIGNS = (
     CampaignRule(
-        "execution-roadmap", ("roadmap@acumen.example",), ("roadmap", "execution success")
+        "execution-roadmap", ("roadmap@acumen.example", "ken+roadmap@acumen.example"),
+        ("roadmap", "execution success"), "Execution Success Roadmap",
     ),
+    CampaignRule("bars-playbook", ("roadmap+playbook@acumen.example",), ("playbook",), "BARS Playbook"),
 )
 IDENTITY = Identity(
     addresses=("roadmap@acumen.example",),
@@ -65,7 +72,7 @@ def test_every_hand_written_file_has_an_expectation():
     files = {p.name for p in MAIL.glob("*.eml")}
     listed = {row["file"] for row in ROWS}
     assert files == listed
-    assert len(files) >= 45
+    assert len(files) >= 125
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row["file"] for row in ROWS])
@@ -118,6 +125,8 @@ def _field(field: str, parsed: Parsed, result: Classification) -> list:
         return [(result.bounce or {}).get(field)]
     if field == "action":
         return [r["action"] for r in (result.bounce or {}).get("recipients", [])]
+    if field == "via":
+        return [result.via or "-"]
     value = getattr(parsed, field)
     if isinstance(value, bool):
         return [str(value).lower()]
@@ -129,7 +138,7 @@ def _field(field: str, parsed: Parsed, result: Classification) -> list:
 
 def test_as_json_has_the_contract_shape_for_a_bounce():
     out = run((MAIL / "bounce-dsn-two-recipients.eml").read_bytes()).as_json("x.eml")
-    assert list(out) == ["file", "kind", "campaign", "reasons", "bounce", "ooo_until"]
+    assert list(out) == ["file", "kind", "campaign", "reasons", "bounce", "ooo_until", "via"]
     assert out["file"] == "x.eml" and out["kind"] == "bounce" and out["ooo_until"] is None
     first = out["bounce"]["recipients"][0]
     assert {k: first[k] for k in ("address", "status", "action", "permanent")} == {
@@ -238,7 +247,7 @@ def test_out_of_office_return_dates(text: str, sent: str, until: date | None):
     "Precedence: bulk", "Precedence: list", "Precedence: junk", "X-Precedence: bulk",
     "List-Id: <news.vendor.example>", "List-Post: <mailto:x@vendor.example>",
     "List-Unsubscribe: <https://vendor.example/u>", "X-Mailing-List: news@vendor.example",
-    "Feedback-ID: 1:2:3:esp", "Sender: owner-news@vendor.example",
+    "Feedback-ID: 1:2:3:esp\nX-SG-EID: abc", "Sender: owner-news@vendor.example",
     "Return-Path: <news-bounces+x=acumen.example@vendor.example>",
 ])
 def test_list_and_newsletter_markers_make_bulk_even_when_asking_for_the_roadmap(header: str):
@@ -344,6 +353,264 @@ def test_keyword_in_the_quoted_part_does_not_make_a_request():
 def test_no_campaigns_means_a_human_for_review():
     result = run(mail("From: p@x.example\nTo: roadmap@acumen.example\nSubject: roadmap"), ())
     assert (result.kind, result.review) == ("human", True)
+
+
+# ---------------------------------------------------------------- requests: trigger addresses
+
+
+def to_ken(body: str, subject: str = "hello", headers: str = "") -> bytes:
+    """Mail to the consultant's own address, where only naming and asking makes a request."""
+    extra = f"\n{headers.strip()}" if headers.strip() else ""
+    return mail(f"From: Pat Doe <pat@prospect.example>\nTo: Ken Thoreson <ken@acumen.example>\n"
+                f"Subject: {subject}{extra}", body + "\n")
+
+
+def outcome(result: Classification) -> tuple:
+    return result.kind, result.campaign, result.review, result.via
+
+
+def test_an_exact_trigger_beats_a_plus_stripped_one_of_a_higher_priority_campaign():
+    raw = mail("From: p@x.example\nTo: roadmap+playbook@acumen.example\nSubject: hi", "Hi!\n")
+    result = run(raw)
+    assert outcome(result) == ("request", "bars-playbook", False, "address")
+    assert result.reasons == ["sent to roadmap+playbook@acumen.example: campaign bars-playbook trigger address"]
+
+
+def test_an_exact_match_in_a_later_header_beats_a_plus_match_in_an_earlier_one():
+    raw = mail("From: p@x.example\nTo: roadmap+news@acumen.example\nCc: roadmap+playbook@acumen.example\n"
+               "Subject: hi")
+    assert run(raw).campaign == "bars-playbook"
+
+
+def test_among_plus_stripped_matches_the_priority_order_decides():
+    rules = (CampaignRule("first", ("roadmap@acumen.example",)), CampaignRule("second", ("roadmap+a@acumen.example",)))
+    raw = mail("From: p@x.example\nTo: roadmap+a+b@acumen.example\nSubject: hi")
+    assert run(raw, rules).campaign == "first"
+    assert run(raw, rules[::-1]).campaign == "second"
+
+
+@pytest.mark.parametrize("recipient, campaign", [
+    ("ken+roadmap@acumen.example", "execution-roadmap"),
+    ("Ken+Roadmap@Acumen.Example", "execution-roadmap"),
+    ("ken+roadmap+podcast@acumen.example", "execution-roadmap"),
+    ("roadmap+playbook@acumen.example", "bars-playbook"),
+    ("roadmap+linkedin@acumen.example", "execution-roadmap"),
+])
+def test_trigger_addresses_may_carry_a_plus_tag(recipient: str, campaign: str):
+    result = run(mail(f"From: p@x.example\nTo: {recipient}\nSubject: hi", "Hi!\n"))
+    assert outcome(result) == ("request", campaign, False, "address")
+
+
+@pytest.mark.parametrize("recipient", ["ken@acumen.example", "ken+other@acumen.example", "playbook@acumen.example"])
+def test_the_personal_address_never_matches_a_tagged_trigger(recipient: str):
+    raw = mail(f"From: p@x.example\nTo: {recipient}\nDelivered-To: ken@acumen.example\nSubject: hi", "Hi!\n")
+    assert outcome(run(raw)) == ("human", None, True, None)
+
+
+def test_campaign_rule_keeps_its_positional_fields_and_defaults():
+    rule = CampaignRule("x", ("x@acumen.example",), ("thing",))
+    assert (rule.slug, rule.addresses, rule.keywords, rule.name, rule.mode) == (
+        "x", ("x@acumen.example",), ("thing",), "", "address-or-asked")
+
+
+def test_as_json_says_via():
+    assert run(to_ken("Could you send me the roadmap?")).as_json()["via"] == "asked"
+    assert run((MAIL / "request-plain.eml").read_bytes()).as_json()["via"] == "address"
+    assert run((MAIL / "bounce-qmail.eml").read_bytes()).as_json()["via"] is None
+
+
+# ---------------------------------------------------------------- requests: named and asked
+
+
+@pytest.mark.parametrize("text, word", [
+    ("Loved the Execution Success Roadmap!", "Execution Success Roadmap"),
+    ("our execution-success programme", "execution success"),
+    ("die Execution-Success-Unterlage", "execution success"),
+    ("ROADMAP.", "roadmap"),
+    ("see /roadmap/ on the site", "roadmap"),
+    ("we were roadmapping all week", None),
+    ("three roadmaps", None),
+    ("a preroadmap draft", None),
+    ("roadmap2027", None),
+    ("a road map", None),
+])
+def test_keywords_match_whole_words_only(text: str, word: str | None):
+    assert names_magnet(text, CAMPAIGNS[0]) == word
+
+
+@pytest.mark.parametrize("subject, body, asked", [
+    ("Re: Roadmap please", "Thanks Ken, I got the roadmap. Could we talk next week?", False),
+    ("Re: Roadmap please", "Could you send me the roadmap again for my partner?", True),
+    ("Roadmap please", "Hi", True),
+    ("hello", "Is the roadmap still available?", False),
+])
+def test_asks_for_magnet_reads_only_the_persons_own_words(subject: str, body: str, asked: bool):
+    parsed = parse(mail(f"From: p@x.example\nTo: roadmap@acumen.example\nSubject: {subject}", body + "\n"))
+    assert bool(asks_for_magnet(parsed, CAMPAIGNS[0])) is asked
+
+
+def test_two_keywords_side_by_side_name_the_magnet_in_full():
+    result = run(to_ken("Me gustaría recibir la roadmap de Execution Success para mi equipo."))
+    assert outcome(result) == ("request", "execution-roadmap", False, "asked")
+    assert "'Execution Success Roadmap'" in result.reasons[0]
+
+
+@pytest.mark.parametrize("text", [
+    "Could you send me the Execution Success Roadmap?",
+    "Please send me the roadmap.",
+    "Hello, I'd like the roadmap, please.",
+    "Send the roadmap.",
+    "If possible, could you send me the roadmap?",
+    "Could you resend the roadmap? I lost it.",
+    "I read about the Execution Success Roadmap on LinkedIn. Could you send it to me?",
+    "Ich hätte gern die Roadmap.",
+    "Pourriez-vous m'envoyer la roadmap ?",
+    "¿Podría enviarme el roadmap?",
+    "Kunt u mij de roadmap sturen?",
+    "Could you share the roadmap with me?",
+    "Could you send me the roadmap from your LinkedIn post?",
+    "Could you send me the roadmap you mentioned in the webinar?",
+    "Pourriez-vous m'envoyer la roadmap « Execution Success » ?",
+    "¿Podría enviarme el roadmap que mencionó en su blog?",
+])
+def test_naming_and_asking_is_a_request(text: str):
+    result = run(to_ken(text))
+    assert outcome(result) == ("request", "execution-roadmap", False, "asked"), result.reasons
+
+
+@pytest.mark.parametrize("text, word", [
+    ("Can we move the Q3 roadmap review to Thursday?", "roadmap"),
+    ("I'd love to walk you through our 2027 product roadmap.", "roadmap"),
+    ("I don't need the roadmap, thanks.", "roadmap"),
+    ("No need to send the roadmap, my colleague forwarded it.", "roadmap"),
+    ("I already have the Execution Success Roadmap.", "Execution Success Roadmap"),
+    ("Could you send me the invoice for the Execution Success workshop?", "execution success"),
+    ("The roadmap looked great.", "roadmap"),
+    ("Can I get your thoughts on our roadmap?", "roadmap"),
+    ("Acme turns your roadmap into revenue.", "roadmap"),
+    ("Bitte schicken Sie mir vorab die Agenda. Unsere Roadmap ist fertig.", "roadmap"),
+])
+def test_a_mention_without_an_ask_is_a_human_mention(text: str, word: str):
+    result = run(to_ken(text))
+    assert outcome(result) == ("human", None, False, None), result.reasons
+    assert result.reasons[0] == f"mentions {word!r} but does not ask for it"
+    assert "campaign execution-roadmap" in result.reasons[1]
+
+
+@pytest.mark.parametrize("text, why", [
+    ("Is the roadmap still available?", "asks about it"),
+    ("Do you have a roadmap for channel teams?", "asks about it"),
+    ("If the roadmap covers SaaS, could you send it?", "conditionally"),
+    ("Could you send the roadmap to my colleague Jane?", "someone else"),
+    ("Please send the roadmap to the board by Friday.", "someone else"),
+    ("Could you send me your roadmap?", "your roadmap"),
+    ("Could you send me the roadmap we discussed last week?", "roadmap we discussed"),
+    ("I read about the roadmap. Could you send it over?", "next to it"),
+    ("Please review the roadmap and send me your comments.", "same sentence"),
+    # a client's own deliverable reads like the magnet: a version, a purpose, a time
+    ("Can you send me the updated roadmap before our call?", "'updated roadmap'"),
+    ("Could you send the signed roadmap back to me?", "'signed roadmap'"),
+    ("Please send me the roadmap when it is ready.", "'roadmap when it is'"),
+    ("I would like the roadmap to include the partner tier changes.", "'roadmap to include the'"),
+    ("Can I have the roadmap back with your edits?", "'roadmap back with your'"),
+])
+def test_in_between_goes_to_review_with_the_campaign(text: str, why: str):
+    result = run(to_ken(text))
+    assert outcome(result) == ("human", "execution-roadmap", True, None), result.reasons
+    assert result.reasons[0].startswith("may be a request for Execution Success Roadmap: ")
+    assert why in result.reasons[0]
+
+
+def test_an_ask_in_someone_elses_thread_is_at_most_a_maybe():
+    raw = to_ken("Could you send me the Execution Success Roadmap?", "Re: launch",
+                 "In-Reply-To: <CA123@mail.client.example>")
+    result = run(raw)
+    assert outcome(result) == ("human", "execution-roadmap", True, None)
+    assert "someone else's thread" in result.reasons[0]
+
+
+@pytest.mark.parametrize("headers", [
+    "Subject: Invitation: Roadmap sync @ Thu", "Subject: Updated invitation: Roadmap sync",
+    "Subject: Einladung: Roadmap-Termin", "Subject: Invitation : Roadmap", "Subject: Accepted: Roadmap sync",
+    "Subject: roadmap\nContent-Type: text/calendar; method=REQUEST",
+    "Subject: roadmap\nContent-Type: text/plain; method=REQUEST",
+])
+def test_calendar_invitations_are_never_requests_by_words(headers: str):
+    raw = mail(f"From: p@x.example\nTo: ken@acumen.example\n{headers}", "Please send me the roadmap.\n")
+    result = run(raw)
+    assert (result.kind, result.campaign, result.review) == ("human", None, False)
+    assert "calendar invitation" in result.reasons[1]
+
+
+def test_an_invitation_to_the_trigger_address_is_still_a_request():
+    raw = mail("From: p@x.example\nTo: roadmap@acumen.example\nSubject: Invitation: call", "Hi\n")
+    assert run(raw).kind == "request"
+
+
+@pytest.mark.parametrize("subject, body, kind, review", [
+    ("Execution Success Roadmap", "", "request", False),
+    ("the roadmap", "Hi Ken, thanks!", "request", False),
+    ("Re: Roadmap please", "Thanks Ken, that helps. Can we talk on Tuesday?", "human", True),
+    ("Roadmap please", "Hi Ken,\n\n" + "We are a channel team of twelve. " * 9 + "\n\nTom", "request", False),
+    ("Roadmap", "Hi, could you send it over?", "request", False),
+    ("Roadmap", "Hi Ken, when can we meet next week to go over the numbers for the quarter? "
+     "Let me know what works, the team is flexible. " * 3, "human", True),
+    ("Roadmap", "Attached is the draft for the partner launch.", "human", False),
+    ("Fwd: Roadmap", "FYI", "human", True),
+    ("Roadmap review", "", "human", False),
+])
+def test_a_subject_that_is_the_magnets_name_asks_for_it(subject: str, body: str, kind: str, review: bool):
+    result = run(to_ken(body, subject))
+    assert (result.kind, result.review) == (kind, review), result.reasons
+    assert "Subject" in " ".join(result.reasons)
+
+
+def test_a_forward_is_a_request_only_when_the_note_asks_us_to_act():
+    fwd = "\n\n---------- Forwarded message ---------\nFrom: Sam <sam@x.example>\n\nPlease send me the roadmap.\n"
+    helped = run(to_ken("Can you help Sam with this?" + fwd, "Fwd: question"))
+    fyi = run(to_ken("FYI" + fwd, "Fwd: question"))
+    assert outcome(helped) == ("request", "execution-roadmap", False, "asked")
+    assert outcome(fyi) == ("human", "execution-roadmap", True, None)
+    assert "forwarded" in fyi.reasons[0]
+
+
+def test_the_strongest_verdict_wins_across_campaigns():
+    result = run(to_ken("I already have the roadmap; could you send me the BARS Playbook?"))
+    assert outcome(result) == ("request", "bars-playbook", False, "asked")
+    both = run(to_ken("Please send me the roadmap. Please send me the playbook."))
+    assert both.campaign == "execution-roadmap"
+
+
+ADDRESS_ONLY = (
+    CampaignRule("execution-roadmap", ("roadmap@acumen.example",), ("roadmap",), "Execution Success Roadmap",
+                 "address-only"),
+)
+
+
+def test_address_only_campaigns_answer_only_their_trigger_address():
+    assert outcome(run(mail("From: p@x.example\nTo: roadmap@acumen.example\nSubject: hi"), ADDRESS_ONLY)) == (
+        "request", "execution-roadmap", False, "address")
+    strong = run(to_ken("Could you send me the roadmap?"), ADDRESS_ONLY)
+    assert outcome(strong) == ("human", "execution-roadmap", True, None)
+    assert "answers only its trigger address" in strong.reasons[0]
+    weak = run(to_ken("Is the roadmap still available?"), ADDRESS_ONLY)
+    assert outcome(weak) == ("human", None, False, None)
+    assert weak.reasons[0] == "mentions 'roadmap' but does not ask for it"
+
+
+@pytest.mark.parametrize("mode, kind", [("address_or_asked", "request"), ("Address-Or-Asked", "request"),
+                                        ("adress-only", "human"), ("keywords", "human")])
+def test_an_unknown_mode_is_the_safe_one(mode: str, kind: str):
+    rules = (CampaignRule("execution-roadmap", (), ("roadmap",), "", mode),)
+    assert run(to_ken("Please send me the roadmap."), rules).kind == kind
+
+
+def test_feedback_id_alone_is_personal_mail():
+    fastmail = to_ken("Please send me the roadmap.", headers="Feedback-ID: i7c8e4f21:fastmail")
+    esp = to_ken("Please send me the roadmap.", headers="Feedback-ID: 1:2:3:esp\nX-Mailchimp-Campaign: 9")
+    assert outcome(run(fastmail)) == ("request", "execution-roadmap", False, "asked")
+    assert run(esp).kind == "bulk"
+    assert "Feedback-ID header (ESP tracking)" in run(esp).reasons
 
 
 # ---------------------------------------------------------------- loops and reports
@@ -549,3 +816,141 @@ def test_a_human_reply_about_an_out_of_office_is_not_an_auto_reply():
            b"Subject: Re: out of office next week, let's talk after\r\nMessage-ID: <h1@prospect.example>\r\n\r\n"
            b"I'm away next week; can we talk the week after?\r\n")
     assert classify(raw).kind == "human"
+
+
+# ---------------------------------------------------------------- residue from real mail
+
+
+@pytest.mark.parametrize("headers", [
+    "Return-Path: <MAILER-DAEMON@mx.hoster.example>\nFrom: Mail Delivery Service <delivery@mx.hoster.example>",
+    "Sender: postmaster@mx.hoster.example\nFrom: Delivery <delivery@mx.hoster.example>",
+    "Return-Path: <mailer-daemon@mx.hoster.example>\nFrom: MAILER-DAEMON@mx.hoster.example",
+])
+def test_a_plain_text_failure_from_the_mail_system_is_a_bounce_not_bulk(headers: str):
+    raw = mail(f"{headers}\nTo: roadmap@acumen.example\nSubject: Delivery Status Notification (Failure)",
+               "Your message could not be delivered to gone@lead.example: 550 5.1.1 user unknown\n")
+    result = run(raw)
+    assert result.kind == "bounce", result.reasons
+    assert [(r["address"], r["permanent"]) for r in result.bounce["recipients"]] == [("gone@lead.example", True)]
+
+
+def test_a_system_return_path_without_failure_text_is_still_bulk():
+    raw = mail("Return-Path: <MAILER-DAEMON@mx.hoster.example>\nFrom: news@hoster.example\n"
+               "To: ken@acumen.example\nSubject: Our December offers", "Save 20% this month.\n")
+    assert run(raw).kind == "bulk"
+
+
+@pytest.mark.parametrize("extra", ["", "Auto-Submitted: auto-generated\n", "X-Precedence: junk\n"])
+def test_an_out_of_office_marked_precedence_junk_is_an_auto_reply(extra: str):
+    raw = mail(f"From: bill@turner.example\nTo: roadmap@acumen.example\nSubject: Away from my mail\n"
+               f"Precedence: junk\n{extra}", "I am away until 7 December, back on 8 December.\n")
+    result = run(raw)
+    assert (result.kind, result.ooo_until) == ("auto_reply", date(2026, 12, 8)), result.reasons
+
+
+def test_precedence_junk_without_out_of_office_text_is_bulk():
+    raw = mail("From: deals@shop.example\nTo: ken@acumen.example\nSubject: Deals\nPrecedence: junk", "Deals!\n")
+    assert run(raw).kind == "bulk"
+
+
+@pytest.mark.parametrize("text, until", [
+    ("I am away until 7 December, back on 8 December.", date(2026, 12, 8)),
+    ("Ich bin bis 7.12. nicht im Büro und ab dem 8.12. wieder erreichbar.", date(2026, 12, 8)),
+    ("Absent jusqu'au 7 décembre, de retour le 8 décembre.", date(2026, 12, 8)),
+    ("Fuera de la oficina hasta el 7 de diciembre, de vuelta el 8 de diciembre.", date(2026, 12, 8)),
+    ("Afwezig t/m 7 december, terug op 8 december.", date(2026, 12, 8)),
+    ("12月8日に戻ります。", date(2026, 12, 8)),
+    ("12月7日まで不在です。", date(2026, 12, 7)),
+    ("１２月８日（火）より出社いたします。", date(2026, 12, 8)),
+    ("12月1日から12月7日まで休暇をいただき、12月8日に出社します。", date(2026, 12, 8)),
+    ("我将于2026年12月8日返回办公室。", date(2026, 12, 8)),
+    ("我正在休假至12月7日。", date(2026, 12, 7)),
+    ("12月8日回来上班。", date(2026, 12, 8)),
+    ("我在休假，回来后回复。", None),
+])
+def test_return_dates_prefer_the_day_back_and_read_cjk(text: str, until: date | None):
+    raw = mail("From: a@b.example\nTo: roadmap@acumen.example\nSubject: Out of Office\n"
+               "Auto-Submitted: auto-replied", f"{text}\n")
+    assert ooo_until(parse(raw)) == until
+
+
+@pytest.mark.parametrize("text", [
+    "Per favore cancellatemi dalla lista.", "Non voglio più ricevere queste email.", "Vorrei disiscrivermi.",
+    "Rimuovetemi, grazie.", "Quero descadastrar meu e-mail.", "Por favor, cancelar inscrição.",
+    "Não quero mais receber estas mensagens.", "Favor remover meu e-mail da lista.",
+    "Je ne veux plus recevoir vos e-mails.", "Arrêtez de m'envoyer ces messages.",
+    "Bitte nehmen Sie mich aus dem Verteiler.", "No deseo recibir más correos.", "Haal me van de lijst aub.",
+])
+def test_unsubscribes_in_more_languages(text: str):
+    raw = mail("From: p@person.example\nTo: roadmap@acumen.example\nSubject: Re: roadmap\n"
+               "In-Reply-To: <x@acumen.example>", f"{text}\n")
+    assert run(raw).kind == "unsubscribe"
+
+
+# ---------------------------------------------------------------- asking again (intake, in our thread)
+
+
+def _in_our_thread(text: str) -> Parsed:
+    return parse(mail("From: p@person.example\nTo: roadmap@acumen.example\nSubject: Re: Your roadmap\n"
+                      "In-Reply-To: <20261130.magnet.1@acumen.example>", text + "\n"))
+
+
+@pytest.mark.parametrize("text", [
+    "Could you send it again? I lost it.", "Can you resend the roadmap?", "Please send it once more.",
+    "I can't find the attachment.", "The link doesn't work.", "Hi, the PDF won't open.",
+    "I never received it.", "Könnten Sie es mir nochmal schicken?", "Bitte erneut zusenden.",
+    "Pourriez-vous me le renvoyer ?", "¿Me lo puede reenviar?", "¿Podría enviarlo de nuevo?",
+    "Kunt u het opnieuw sturen?", "Ik heb de roadmap niet ontvangen.",
+])
+def test_asks_to_resend(text: str):
+    why = asks_to_resend(_in_our_thread(text))
+    assert why and why.startswith("asks for it again: ")
+
+
+@pytest.mark.parametrize("text", [
+    "Thanks, got it!", "The roadmap is great, thanks.", "No need to resend, I found it.",
+    "I forwarded it to my team.", "Thanks!\n\n> Could you resend the roadmap?",
+    "Let's talk again next week.",
+])
+def test_does_not_ask_to_resend(text: str):
+    assert asks_to_resend(_in_our_thread(text)) is None
+
+
+# ---------------------------------------------------------------- linear time on hostile text
+
+HOSTILE_TEXT = {
+    "40,000-char line of keywords": ("roadmap " * 5000, "human"),
+    "asks without end": ("could you send me the " * 2000 + "roadmap", "request"),
+    "spaces then a question": (" " * 40000 + "roadmap?", "human"),
+    "3,000 blank lines": ("\n" * 3000 + "Please send me the roadmap.", "request"),
+    "one long word": ("a" * 40000, "human"),
+    "punctuation": ("!?" * 20000 + " roadmap", "human"),
+    "possessives": ("our " * 10000 + "roadmap", "human"),
+    "dashes": ("roadmap" + "- " * 20000, "human"),
+    "ifs": ("if " * 12000 + "could you send the roadmap", "human"),
+    "a copy of a copy": ("a copy of " * 4000 + "roadmap", "human"),
+    "quotes": ("> " * 20000 + "\nroadmap", "human"),
+    "noch mal": ("noch mal " * 5000 + "roadmap", "human"),
+    "wrapped lines": (("x" * 60 + " roadmap\n") * 600, "human"),
+}
+
+
+@pytest.mark.parametrize("body, kind", HOSTILE_TEXT.values(), ids=HOSTILE_TEXT.keys())
+def test_new_rules_stay_linear_on_hostile_text(body: str, kind: str):
+    raw = to_ken(body, "Roadmap" + "!" * 40_000 if kind == "human" else "hi")
+    started = time.perf_counter()
+    result, parsed = run(raw), parse(raw)
+    asks_to_resend(parsed)
+    ooo_until(parsed)
+    elapsed = time.perf_counter() - started
+    assert result.kind == kind, result.reasons
+    assert elapsed < 5.0, f"took {elapsed:.2f}s"
+
+
+@pytest.mark.parametrize("body", ["ab " * 10000 + "wieder", "12月" * 10000 + "8日に戻ります", "back " * 8000])
+def test_out_of_office_dates_stay_linear(body: str):
+    raw = mail("From: a@b.example\nTo: roadmap@acumen.example\nSubject: Out of Office\n"
+               "Auto-Submitted: auto-replied", body)
+    started = time.perf_counter()
+    assert run(raw).kind == "auto_reply"
+    assert time.perf_counter() - started < 5.0

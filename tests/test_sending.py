@@ -354,7 +354,7 @@ def test_a_paused_campaign_holds_its_sends_until_it_is_active_again(world, sink)
 
 
 def test_resuming_a_paused_enrollment_plans_the_next_step_again_without_a_copy(world, sink):
-    from service import enrollments, outbound
+    from service import enrollments
     from service.models import Enrollment
 
     ask(world, "bob@prospect.example")
@@ -366,7 +366,7 @@ def test_resuming_a_paused_enrollment_plans_the_next_step_again_without_a_copy(w
         db.session.commit()
         assert rows(world, kind="followup")[0].state == "cancelled"
         enrollments.move(db.session, enrollment, enrollments.ACTIVE, "back")
-        row = outbound.resume(db.session, enrollment, "acumen.example")
+        row = enrollments.resume(db.session, enrollment, "acumen.example")
         db.session.commit()
         assert row.state == "pending"
     time.sleep(2.2)

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
-import re
+import time
 import traceback
 from datetime import timedelta
 
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from service import contacts, create_app, enrollments, intake, outbound, queue, throttle
-from service.bounces import is_permanent
-from service.campaigns import next_open
+from service import bounces, contacts, create_app, enrollments, intake, outbound, queue, throttle
 from service.extensions import db
 from service.mailer import SendError, Transport, compose, envelope_sender, to_bytes
-from service.models import Campaign, Contact, Enrollment, InboundMessage, Outbound, utcnow
+from service.models import Campaign, Contact, InboundMessage, Outbound, utcnow
 from service.queue import queue_inbound, queue_send
 
 from .imap import copy_to_sent
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
-ENHANCED_STATUS = re.compile(r"\b([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 def _app() -> Flask:
@@ -88,52 +85,78 @@ def _record_failure(message_id: int) -> None:
 
 
 def send(row_id: int) -> str:
-    """Send one ledger row, exactly once: claim, re-check, act, record."""
+    """Send one ledger row, exactly once: claim, ask for the verdict, act, record."""
     with _app().app_context():
         session, settings = db.session, current_app.config
-        row = outbound.claim(session, row_id)
+        row = _claim(session, row_id)
         if row is None:
             return _not_claimed(row_id)
-        campaign = session.get(Campaign, row.campaign_id)
-        verdict = _stopped(session, row, campaign, settings) or _held(row, campaign, settings)
-        if verdict:
-            return verdict
-        return _deliver(session, row, campaign, settings)
+        found = enrollments.verdict(session, row, settings)
+        if found.action == enrollments.GO:
+            found = _paced(row, settings) or found
+        handler = {enrollments.CANCEL: _cancel, enrollments.SKIP: _skip, enrollments.WAIT: _wait}.get(found.action)
+        if handler is not None:
+            return handler(session, row, found, settings)
+        return _deliver(session, row, session.get(Campaign, row.campaign_id), settings)
 
 
-def _stopped(session, row: Outbound, campaign: Campaign, settings: dict) -> str | None:
-    """Cancel a row that must not go (suppressed, sequence stopped), or skip one that makes no sense now."""
-    contact = session.get(Contact, row.contact_id) if row.contact_id else None
-    reason = outbound.stop_reason(session, row)
-    if reason:
-        outbound.cancel(row, reason)
-        contacts.record(session, contact, "send_cancelled", reason, outbound_id=row.id)
-        session.commit()
-        return f"cancelled: {reason}"
-    step_gone = row.kind == "followup" and not any(s.position == row.step_position for s in campaign.steps)
-    skipped = outbound.stale(row, settings["STALE_FOLLOWUP_HOURS"]) or (
-        step_gone and f"skipped: follow-up {row.step_position} no longer exists in {campaign.name}"
-    )
-    if not skipped:
+# RQ schedules on whole seconds, and its scheduler looks once a second: a job may start a little before
+# its row is due. Waiting that moment out beats handing it back (the re-queue would collide with itself).
+EARLY_START_GRACE = timedelta(seconds=3)
+
+
+def _claim(session, row_id: int) -> Outbound | None:
+    row = outbound.claim(session, row_id)
+    if row is not None:
+        return row
+    early = session.get(Outbound, row_id)
+    wait = (early.due_at - utcnow()) if early is not None and early.state == outbound.PENDING else None
+    session.rollback()
+    if wait is None or wait > EARLY_START_GRACE:
         return None
-    nxt = outbound.skip_and_go_on(session, row, skipped, settings["MAIL_DOMAIN"])
-    contacts.record(session, contact, "send_skipped", skipped, outbound_id=row.id)
+    time.sleep(max(0.0, wait.total_seconds()))
+    return outbound.claim(session, row_id)
+
+
+def _cancel(session, row: Outbound, found: enrollments.Verdict, settings: dict) -> str:
+    """A row that must not go (suppressed, sequence stopped)."""
+    outbound.cancel(row, found.reason)
+    contacts.record(session, _contact(session, row), "send_cancelled", found.reason, outbound_id=row.id)
     session.commit()
-    log.error("ledger row #%s %s", row.id, skipped)
+    return f"cancelled: {found.reason}"
+
+
+def _skip(session, row: Outbound, found: enrollments.Verdict, settings: dict) -> str:
+    """A follow-up that makes no sense now is skipped, and the sequence goes on."""
+    nxt = enrollments.skip_and_go_on(session, row, found.reason, settings["MAIL_DOMAIN"])
+    contacts.record(session, _contact(session, row), "send_skipped", found.reason, outbound_id=row.id)
+    session.commit()
+    log.error("ledger row #%s %s", row.id, found.reason)
     if nxt is not None:
         queue_send(nxt)
-    return skipped
+    return found.reason
 
 
-def _held(row: Outbound, campaign: Campaign, settings: dict) -> str | None:
+def _wait(session, row: Outbound, found: enrollments.Verdict, settings: dict) -> str:
     """Hand the row back to wait (paused campaign, window, breaker, pace) and queue it for then."""
-    if outbound.paused_campaign(db.session, row):
-        outbound.defer(row, utcnow() + timedelta(hours=1), "campaign paused: waiting for it to be active again")
-    elif not _must_wait(row, campaign, settings):
-        return None
-    db.session.commit()
+    outbound.defer(row, found.until, found.reason)
+    if found.reason.startswith("sending paused"):
+        log.error("%s; ledger row #%s waits an hour", found.reason, row.id)
+    session.commit()
     queue_send(row)
     return f"deferred: {row.note}"
+
+
+def _paced(row: Outbound, settings: dict) -> enrollments.Verdict | None:
+    """The deployment-wide pace, counted in Redis: over it, the row waits for its next slot."""
+    later = throttle.take_slot(queue.connection(), settings["SEND_PER_MINUTE"], settings["SEND_PER_DAY"], utcnow())
+    if later is None:
+        return None
+    return enrollments.Verdict(enrollments.WAIT, "pace limit reached (SEND_PER_MINUTE / SEND_PER_DAY)", later)
+
+
+def _contact(session, row: Outbound) -> Contact | None:
+    return session.get(Contact, row.contact_id) if row.contact_id else None
 
 
 def _not_claimed(row_id: int) -> str:
@@ -142,26 +165,6 @@ def _not_claimed(row_id: int) -> str:
         queue_send(row)  # not due yet (postponed): wait for its new time
         return f"not due until {row.due_at.isoformat()}"
     return f"already {row.state if row else 'gone'}"
-
-
-def _must_wait(row: Outbound, campaign: Campaign, settings: dict) -> bool:
-    """Follow-ups keep to the sending window; every send keeps to the deployment-wide pace."""
-    now = utcnow()
-    if row.kind == "followup" or (row.kind == "magnet" and settings["MAGNET_IN_WINDOW"]):
-        opens = next_open(now, campaign.window, campaign.timezone)
-        if opens > now + timedelta(seconds=1):
-            outbound.defer(row, opens, f"waiting for the sending window ({campaign.window}, {campaign.timezone})")
-            return True
-    tripped = outbound.breaker(db.session, settings, now) if row.kind != "test" else None
-    if tripped:
-        log.error("%s; ledger row #%s waits an hour", tripped, row.id)
-        outbound.defer(row, now + timedelta(hours=1), tripped)
-        return True
-    later = throttle.take_slot(queue.connection(), settings["SEND_PER_MINUTE"], settings["SEND_PER_DAY"], now)
-    if later:
-        outbound.defer(row, later, "pace limit reached (SEND_PER_MINUTE / SEND_PER_DAY)")
-        return True
-    return False
 
 
 def _deliver(session, row: Outbound, campaign: Campaign, settings: dict) -> str:
@@ -186,23 +189,12 @@ def _deliver(session, row: Outbound, campaign: Campaign, settings: dict) -> str:
     contact = session.get(Contact, row.contact_id) if row.contact_id else None
     outbound.mark_sent(row, response)
     contacts.record(session, contact, f"{row.kind}_sent", row.subject, outbound_id=row.id)
-    nxt = _advance(session, row, settings)
+    nxt = enrollments.advance(session, row, settings["MAIL_DOMAIN"])
     session.commit()
     copy_to_sent(settings, raw)
     if nxt is not None:
         queue_send(nxt)
     return f"sent: {response}"
-
-
-def _advance(session, row: Outbound, settings: dict) -> Outbound | None:
-    enrollment = session.get(Enrollment, row.enrollment_id) if row.enrollment_id else None
-    if enrollment is None:
-        return None
-    if row.kind == "followup":
-        enrollment.steps_sent = row.step_position
-    if enrollment.state != "active":
-        return None
-    return outbound.plan_next_step(session, enrollment, row, settings["MAIL_DOMAIN"])
 
 
 def _send_failed(session, row_id: int, exc: SendError, settings: dict) -> str:
@@ -229,8 +221,7 @@ def _send_failed(session, row_id: int, exc: SendError, settings: dict) -> str:
 
 def _address_refused(session, row: Outbound, contact: Contact | None, reply: str) -> None:
     """A 5xx naming a bad address (RFC 3463 5.1.x user/host unknown) suppresses it and ends its sequences."""
-    status = ENHANCED_STATUS.search(reply)
-    if not is_permanent("failed", status[1] if status else None, reply):
+    if not bounces.refused_address(reply):
         return
     contacts.suppress(session, row.to_address, "bounced", reply)
     contacts.record(session, contact, "bounce_hard", f"refused at send: {reply}", outbound_id=row.id)

@@ -22,6 +22,7 @@ from pathlib import Path
 from flask import Flask
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
+from imapclient.imapclient import SENT
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
@@ -56,14 +57,16 @@ def _chunks(items: list, size: int):
         yield chunk
 
 
-def _store_batch(name: str, uidvalidity: int, items: list[tuple], settings: dict, rescan: bool) -> int:
+def _store_batch(
+    name: str, uidvalidity: int, items: list[tuple], settings: dict, rescan: bool, role: str = "inbox"
+) -> int:
     """Store (uid, key, raw, arrived) items and advance the watermark in one transaction."""
     state = _state(name)
     stored = []
     for uid, key, raw, arrived in items:
         if not (rescan and intake.stored_before(db.session, name, raw)):
             backlog = _is_backlog(state, arrived, settings["IMAP_BACKLOG_HOURS"])
-            row = intake.store(db.session, name, uidvalidity, uid, raw, arrived, backlog, key)
+            row = intake.store(db.session, name, uidvalidity, uid, raw, arrived, backlog, key, role=role)
             if row is not None:
                 stored.append(row.id)
         if uid is not None:
@@ -79,23 +82,25 @@ def _has_older_generation(name: str, uidvalidity: int) -> bool:
     return db.session.scalar(query.limit(1)) is not None
 
 
-class ImapMailbox:
-    """One IMAP connection, owned by this process only (imapclient is not thread-safe)."""
+def _mailbox_key(settings: dict, folder: str) -> str:
+    """The name rows and watermarks are kept under: one per folder, so INBOX and Sent never share UIDs."""
+    return f"imap://{settings['IMAP_USERNAME']}@{settings['IMAP_HOST']}/{folder}"
 
-    def __init__(self, settings: dict):
-        self.settings = settings
-        self.client: IMAPClient | None = None
-        self.name = f"imap://{settings['IMAP_USERNAME']}@{settings['IMAP_HOST']}/{settings['IMAP_FOLDER']}"
+
+class _Folder:
+    """One folder on one connection, read above its own watermark; `role` says what its mail is."""
+
+    def __init__(self, client: IMAPClient, settings: dict, folder: str, role: str):
+        self.client, self.settings, self.folder, self.role = client, settings, folder, role
+        self.name = _mailbox_key(settings, folder)
         self.info: dict = {}
 
-    def connect(self) -> None:
-        client = imap.connect(self.settings)
-        self.info = client.select_folder(self.settings["IMAP_FOLDER"])
-        self.client = client
-        log.info("connected to %s", self.name)
+    def select(self) -> None:
+        # Sent is the consultant's own record: EXAMINE (read-only), so nothing we do can flag or move it.
+        self.info = self.client.select_folder(self.folder, readonly=self.role == "sent")
 
-    def poll_once(self) -> bool:
-        """Fetch everything above the watermark; True when something new was stored."""
+    def poll(self) -> int:
+        """Fetch everything above the watermark; returns how many messages were newly stored."""
         uidvalidity = int(self.info[b"UIDVALIDITY"])
         state = _state(self.name)
         if state.uidvalidity != uidvalidity:
@@ -109,11 +114,9 @@ class ImapMailbox:
         db.session.commit()
         # RFC 3501 §6.4.8: "n:*" always includes the highest UID, so drop UIDs we have.
         uids = sorted(u for u in self.client.search(["UID", f"{last + 1}:*"]) if u > last)
-        stored = sum(
+        return sum(
             self._fetch_store(chunk, uidvalidity, rescan) for chunk in _chunks(uids, self.settings["IMAP_BATCH"])
         )
-        self.ack()
-        return stored > 0
 
     def _fetch_store(self, uids: list[int], uidvalidity: int, rescan: bool) -> int:
         # BODY.PEEK[] leaves \Seen alone: the consultant's own read state is theirs.
@@ -129,11 +132,72 @@ class ImapMailbox:
             arrived = entry.get(b"INTERNALDATE")
             arrived = arrived.astimezone(UTC) if arrived and arrived.tzinfo else None
             items.append((uid, None, bytes(entry[b"BODY[]"]), arrived))
-        return _store_batch(self.name, uidvalidity, items, self.settings, rescan)
+        return _store_batch(self.name, uidvalidity, items, self.settings, rescan, self.role)
+
+
+def _flagged_sent(client: IMAPClient) -> str | None:
+    """The folder the server flags \\Sent (RFC 6154); never a guess by name, so no stranger's folder is read."""
+    return next((name for flags, _, name in client.list_folders() if SENT in flags), None)
+
+
+class ImapMailbox:
+    """INBOX on a connection that IDLEs, and the Sent folder (if any) on a second, read-only one.
+
+    IDLE watches the one selected folder of a connection, so Sent gets its own, and a
+    connection is owned by this process only (imapclient is not thread-safe).
+    """
+
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.client: IMAPClient | None = None
+        self.name = _mailbox_key(settings, settings["IMAP_FOLDER"])
+        self.inbox: _Folder | None = None
+        self.sent: _Folder | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [self.name] + ([self.sent.name] if self.sent else [])
+
+    def connect(self) -> None:
+        self.client = imap.connect(self.settings)
+        self.inbox = _Folder(self.client, self.settings, self.settings["IMAP_FOLDER"], "inbox")
+        self.inbox.select()
+        folder = self._sent_folder()
+        # Its own connection (selected on every pass): this one must stay in IDLE on INBOX.
+        self.sent = _Folder(imap.connect(self.settings), self.settings, folder, "sent") if folder else None
+        watching = f"; watching {folder} read-only" if folder else ""
+        log.info("connected to %s%s", self.name, watching)
+
+    def _sent_folder(self) -> str | None:
+        """IMAP_SENT_FOLDER if it exists, else the folder flagged \\Sent; None (and why, logged) if neither."""
+        configured = self.settings.get("IMAP_SENT_FOLDER")
+        if not configured:
+            found = _flagged_sent(self.client)
+            if found is None:
+                log.info("%s: Sent is not watched: no folder is flagged \\Sent, IMAP_SENT_FOLDER is unset", self.name)
+            return found
+        if self.client.folder_exists(configured):
+            return configured
+        problem = f"IMAP_SENT_FOLDER {configured!r} does not exist: replies sent by hand are not seen"
+        log.warning("%s: %s", self.name, problem)
+        _record_problem(_mailbox_key(self.settings, configured), problem)
+        return None
+
+    def poll_once(self) -> bool:
+        """Fetch what is new in INBOX and in Sent; True when something new was stored."""
+        stored = self.inbox.poll()
+        if self.sent is not None:
+            self.sent.select()  # a fresh EXAMINE: this connection never IDLEs, so it must ask what is new
+            stored += self.sent.poll()
+        self.ack()
+        return stored > 0
 
     def ack(self) -> None:
-        """Mark processed mail in the mailbox too (a keyword, or a move); the database stays the record."""
-        uidvalidity = int(self.info[b"UIDVALIDITY"])
+        """Mark processed INBOX mail in the mailbox too (a keyword, or a move); the database stays the record.
+
+        Sent is never marked: it is the consultant's, and it is open read-only anyway.
+        """
+        uidvalidity = int(self.inbox.info[b"UIDVALIDITY"])
         done = db.session.execute(
             select(InboundMessage.id, InboundMessage.uid).where(
                 InboundMessage.mailbox == self.name, InboundMessage.uidvalidity == uidvalidity,
@@ -147,7 +211,7 @@ class ImapMailbox:
         uids = [uid for _, uid in done]
         if folder and b"MOVE" in self.client.capabilities():
             self.client.move(uids, folder)
-        elif b"\\*" in self.info.get(b"PERMANENTFLAGS", ()):
+        elif b"\\*" in self.inbox.info.get(b"PERMANENTFLAGS", ()):
             self.client.add_flags(uids, [self.settings["IMAP_DONE_KEYWORD"]])
         db.session.execute(
             update(InboundMessage).where(InboundMessage.id.in_([i for i, _ in done])).values(acked=True)
@@ -156,6 +220,9 @@ class ImapMailbox:
 
     def wait(self, seconds: float, stopping: threading.Event) -> None:
         """IDLE until the server reports something, the cycle ends, or we are asked to stop."""
+        if self.sent is not None:
+            # IDLE only hears INBOX: come back in time to see a reply the consultant sent by hand.
+            seconds = min(seconds, self.settings["IMAP_SENT_POLL_SECONDS"])
         if b"IDLE" not in self.client.capabilities():
             stopping.wait(min(seconds, 30))
             return
@@ -182,10 +249,11 @@ class ImapMailbox:
                 return
 
     def close(self) -> None:
-        if self.client is not None:
-            with contextlib.suppress(Exception):  # the connection is already gone
-                self.client.logout()
-        self.client = None
+        for client in (self.client, self.sent.client if self.sent else None):
+            if client is not None:
+                with contextlib.suppress(Exception):  # the connection is already gone
+                    client.logout()
+        self.client, self.sent = None, None
 
 
 def _is_keepalive(response) -> bool:
@@ -199,6 +267,7 @@ class MaildirMailbox:
         self.settings = settings
         self.path = Path(settings["MAILDIR"])
         self.name = f"maildir:{self.path}"
+        self.names = [self.name]
         for sub in ("new", "cur", "tmp"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
 
@@ -234,9 +303,17 @@ def mailbox_for(settings: dict):
     return ImapMailbox(settings) if settings.get("IMAP_HOST") else MaildirMailbox(settings)
 
 
-def _polled(name: str) -> None:
+def _polled(names: list[str]) -> None:
     """Every finished pass counts for /healthz, whether or not mail arrived."""
-    _state(name).last_poll_at = utcnow()
+    for name in names:
+        _state(name).last_poll_at = utcnow()
+    db.session.commit()
+
+
+def _record_problem(name: str, problem: str) -> None:
+    state = _state(name)
+    state.last_error = problem[:2000]
+    state.last_error_at = utcnow()
     db.session.commit()
 
 
@@ -244,10 +321,7 @@ def _record_error(name: str, exc: Exception) -> None:
     """Keep the error where /healthz and the dashboard show it; if the database is the problem, log it."""
     try:
         db.session.rollback()
-        state = _state(name)
-        state.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-        state.last_error_at = utcnow()
-        db.session.commit()
+        _record_problem(name, f"{type(exc).__name__}: {exc}")
     except OperationalError:
         db.session.rollback()
         log.error("could not record the mailbox error in the database either")
@@ -271,7 +345,7 @@ def _loop(settings: dict, once: bool, stopping: threading.Event) -> None:
                 box = mailbox_for(settings)
                 box.connect()
             box.poll_once()
-            _polled(box.name)
+            _polled(box.names)
             db.session.remove()  # hold no transaction (or SQLite lock) while waiting
             backoff = 1.0
             if once:

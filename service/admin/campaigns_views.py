@@ -84,7 +84,8 @@ def _page(form: CampaignForm, campaign: Campaign | None, status: int = 200):
         test_form.which.choices = [("magnet", "The magnet"), *steps]
         numbers = stats.campaign_stats(db.session, campaign)
         extra = {"numbers": numbers, "asset_form": AssetForm(), "test_form": test_form}
-    return render_template("admin/campaign_edit.html", form=form, campaign=campaign, **extra), status
+    return render_template("admin/campaign_edit.html", form=form, campaign=campaign, people_note=stats.PEOPLE_NOTE,
+                           **extra), status
 
 
 @bp.route("/campaigns/preview", methods=["POST"], endpoint="campaign_preview_new")

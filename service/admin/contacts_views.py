@@ -14,6 +14,13 @@ from .forms import TagsForm
 
 STATE_FILTERS = (("", "Any state"), ("hot", "Hot lead"), ("suppressed", "Suppressed"),
                  *((s, f"Sequence {s}") for s in roster.ENROLLMENT_STATES))
+# How intake learnt another address of a person (ContactAddress.how), in the consultant's words.
+ADDRESS_HOW = {
+    "reply-to": "the Reply-To they asked us to answer",
+    "plus-tag": "a +tag form of their address",
+    "replied in thread": "replied in our thread from it",
+    "from": "their mail came from it (we answer the Reply-To)",
+}
 SORT_LABELS = (("recent", "Latest activity"), ("newest", "Newest"), ("email", "Address A–Z"), ("name", "Name A–Z"))
 
 
@@ -63,7 +70,7 @@ def contact_page(contact_id: int):
         "admin/contact.html", contact=contact, entries=roster.timeline(db.session, contact),
         why=roster.explain(db.session, contact, current_app.config["MAGNET_REPEAT_DAYS"]),
         suppressed=contacts.suppression(db.session, contact.email),
-        tags_form=TagsForm(tags=contact.tags.replace(",", ", ")),
+        tags_form=TagsForm(tags=contact.tags.replace(",", ", ")), address_how=ADDRESS_HOW,
     )
 
 

@@ -18,9 +18,16 @@ def dashboard():
     data = stats.overview(db.session)
     return render_template(
         "admin/dashboard.html", o=data, funnel=data.activity.funnel(), windows=stats.WINDOWS,
-        chart=chart.daily(data.activity.series()), jobs=_queue_health(),
-        paused=outbound.breaker(db.session, current_app.config),
+        chart=_chart(data.activity), jobs=_queue_health(), people_note=stats.PEOPLE_NOTE,
+        main_steps=stats.MAIN_STEPS, paused=outbound.breaker(db.session, current_app.config),
     )
+
+
+def _chart(activity: stats.Activity) -> chart.Chart:
+    """The daily bars, summed up by the funnel's own column, so the two never disagree."""
+    days = stats.CHART_DAYS
+    return chart.daily(activity.series(days), asked=activity.total("Asked", days),
+                       replied=activity.total("Replied", days))
 
 
 def _queue_health() -> dict | None:

@@ -14,10 +14,12 @@ from wtforms import (
     Form,
     FormField,
     PasswordField,
+    RadioField,
     SelectField,
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
 
 from .. import campaigns
@@ -70,6 +72,14 @@ class StepForm(Form):
     html = TextAreaField("HTML (optional)", [Optional(), _template])
 
 
+# The values are the campaign file's `triggers.mode`; the first is the default.
+TRIGGER_MODES = (
+    SelectChoice("address-or-asked", "Mail to the trigger address, or anyone who asks for it by name (default)"),
+    SelectChoice("address-only", "Only mail to the trigger address"),
+)
+DEFAULT_TRIGGER_MODE = TRIGGER_MODES[0].value
+
+
 class CampaignForm(FlaskForm):
     slug = StringField("Slug (stable id, used in exports)", [
         DataRequired(), Length(max=80), Regexp(r"^[a-z0-9][a-z0-9-]*$", message="lower-case letters, digits, dashes"),
@@ -79,6 +89,7 @@ class CampaignForm(FlaskForm):
     addresses = TextAreaField("Trigger addresses", [_addresses], description="One per line. Plus-addressing matches: "
                               "roadmap@ also catches roadmap+x@.")
     keywords = TextAreaField("Trigger keywords", description="One per line; matched in the subject or body, any case.")
+    trigger_mode = RadioField("Who gets the magnet", choices=list(TRIGGER_MODES), default=DEFAULT_TRIGGER_MODE)
     magnet_subject = StringField("Subject", [DataRequired(), Length(max=300), _template])
     magnet_text = TextAreaField("Text", [DataRequired(), _template])
     magnet_html = TextAreaField("HTML (optional)", [Optional(), _template],
@@ -100,7 +111,8 @@ class CampaignForm(FlaskForm):
             "slug": (self.slug.data or "").strip(),
             "name": (self.name.data or "").strip(),
             "active": bool(self.active.data),
-            "triggers": {"addresses": lines(self.addresses.data), "keywords": lines(self.keywords.data)},
+            "triggers": {"addresses": lines(self.addresses.data), "keywords": lines(self.keywords.data),
+                         "mode": self.trigger_mode.data or DEFAULT_TRIGGER_MODE},
             "magnet": {
                 "subject": self.magnet_subject.data, "text": self.magnet_text.data,
                 "html": self.magnet_html.data or None,
@@ -130,6 +142,7 @@ def campaign_data(campaign: Campaign) -> dict:
     return {
         "slug": campaign.slug, "name": campaign.name, "active": campaign.active,
         "addresses": "\n".join(campaign.trigger_addresses), "keywords": "\n".join(campaign.keywords),
+        "trigger_mode": campaign.trigger_mode or DEFAULT_TRIGGER_MODE,
         "magnet_subject": campaign.magnet_subject, "magnet_text": campaign.magnet_text,
         "magnet_html": campaign.magnet_html or "", "window": campaign.window or "", "timezone": campaign.timezone,
         "steps": [
