@@ -162,7 +162,8 @@ def erase(session: Session, contact: Contact) -> Suppression:
     about = select(Event.inbound_id).where(Event.contact_id == contact.id, Event.inbound_id.is_not(None))
     inbound_ids = list(session.scalars(
         select(InboundMessage.id).where(or_(
-            InboundMessage.contact_id == contact.id, InboundMessage.from_address == contact.email,
+            InboundMessage.contact_id == contact.id,
+            InboundMessage.from_address.in_([contact.email, *(a.address for a in contact.addresses)]),
             InboundMessage.id.in_(about),
         ))
     ))
@@ -174,9 +175,12 @@ def erase(session: Session, contact: Contact) -> Suppression:
     session.execute(delete(Outbound).where(Outbound.id.in_(outbound_ids)))
     session.execute(delete(InboundMessage).where(InboundMessage.id.in_(inbound_ids)))
     session.execute(delete(Enrollment).where(Enrollment.contact_id == contact.id))
-    kept = suppress(session, contact.email, "erased")
-    # The detail may quote the address (an SMTP reply does), so it goes too.
-    kept.email, kept.detail = None, "personal data erased"
+    # Every address they wrote from is kept as a hash only, so none of them brings them back.
+    for other in [contact.email, *(a.address for a in contact.addresses)]:
+        kept = suppress(session, other, "erased")
+        # The detail may quote the address (an SMTP reply does), so it goes too.
+        kept.email, kept.detail = None, "personal data erased"
+    kept = suppression(session, contact.email)
     number = contact.id
     session.delete(contact)
     session.flush()

@@ -260,6 +260,7 @@ def _asked_again(session, message, parsed: Parsed, contact: Contact, why: str, s
     """"Could you send it again?" inside our thread is a repeat request, never a reply."""
     slug = _last_campaign(session, contact)
     message.kind, message.campaign_slug = "request", slug
+    message.reasons = [r for r in message.reasons if not r.startswith("person-written reply")]
     _note(message, f"asks for the magnet again: {why}")
     return _request(session, message, parsed, slug, settings, contact=contact)
 

@@ -258,7 +258,8 @@ class Outbound(db.Model):
 class Event(db.Model):
     """One line of a contact's timeline: what happened and why."""
 
-    __table_args__ = (Index("ix_event_kind_created_at", "kind", "created_at"),)
+    # contact_id last: the funnel counts people per step from this index alone.
+    __table_args__ = (Index("ix_event_kind_created_at_contact", "kind", "created_at", "contact_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contact.id"), index=True)

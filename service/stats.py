@@ -72,12 +72,6 @@ def _midnight(today: date, days: int) -> datetime:
     return datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC)
 
 
-def _person():
-    # A timeline line without a contact (a complaint about an address we never knew) is still someone;
-    # it cannot be matched to anyone else, so it counts as its own person (negative ids never clash).
-    return func.coalesce(Event.contact_id, -Event.id)
-
-
 def activity(session: Session, now: datetime | None = None) -> Activity:
     """The funnel (people per step per window) and the chart (people per day), each bounded to its date range."""
     today = (now or utcnow()).astimezone(UTC).date()
@@ -94,11 +88,15 @@ def _people_per_step(session: Session, today: date) -> dict[str, dict[int, int]]
 def _step_people(label: str, kinds: tuple[str, ...], since: datetime, today: date):
     """One step: each person's latest such event since `since` (a hash aggregate over one range of the
     (kind, created_at) index), then how many of those fall in each window. No COUNT(DISTINCT) sorts,
-    and a person with both a hard and a soft bounce is one person under Bounced."""
+    and a person with both a hard and a soft bounce is one person under Bounced.
+
+    Only kind, created_at and contact_id are read, so an index on the three makes it an index-only scan.
+    A line without a contact (a complaint about an address we never mailed) is nobody on the funnel.
+    """
     latest = (
-        select(_person().label("person"), func.max(Event.created_at).label("last"))
-        .where(Event.kind.in_(kinds), Event.created_at >= since)
-        .group_by(_person())
+        select(Event.contact_id, func.max(Event.created_at).label("last"))
+        .where(Event.kind.in_(kinds), Event.created_at >= since, Event.contact_id.is_not(None))
+        .group_by(Event.contact_id)
         .subquery()
     )
     in_window = [func.sum(case((latest.c.last >= _midnight(today, d), 1), else_=0)) for d in WINDOWS]
@@ -109,7 +107,7 @@ def _people_per_day(session: Session, today: date) -> dict[str, dict[date, int]]
     """People who asked, and people who replied, per UTC day of the chart (a person asking twice a day is one)."""
     day = _day(session, Event.created_at)
     rows = session.execute(
-        select(Event.kind, day, func.count(distinct(_person())))
+        select(Event.kind, day, func.count(distinct(Event.contact_id)))
         .where(Event.kind.in_(tuple(CHART_KINDS)), Event.created_at >= _midnight(today, CHART_DAYS))
         .group_by(Event.kind, day)
     )

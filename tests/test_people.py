@@ -257,3 +257,17 @@ def test_a_second_correction_replaces_the_first(world):
     with world.app_context():
         assert db.session.scalar(select(Contact.hot)) is False
     assert len(_events(world, "correction")) == 3
+
+
+def test_erasing_a_person_erases_every_address_they_used(world):
+    _asked(world, sender="Leo <leo@home.example>", Reply_To="leo@work.example")
+    with world.app_context():
+        leo = contacts.find(db.session, "leo@home.example")
+        contacts.erase(db.session, leo)
+        db.session.commit()
+        assert db.session.scalar(select(ContactAddress.id)) is None
+        assert contacts.is_suppressed(db.session, "leo@home.example")
+        assert contacts.is_suppressed(db.session, "leo@work.example")
+    again = receive(world, mail(sender="Leo <leo@home.example>"))
+    assert "address is suppressed: nothing sent" in inbound(world, again).reasons
+    assert scalar(world, "SELECT count(*) FROM contact") == 0

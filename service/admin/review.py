@@ -99,7 +99,7 @@ def correct(session: Session, message: InboundMessage, kind: str, form, settings
 
 def _about(session: Session, message: InboundMessage, kind: str, address: str) -> Contact | None:
     """The contact a correction is about: the address the admin typed, else (for "a person's mail",
-    which needs one) the message's own contact; None lets intake take the message's sender."""
+    which needs one) the message's own contact; None lets intake take the message's own contact or sender."""
     if kind not in ABOUT_SOMEONE:
         return None
     if address:

@@ -107,3 +107,22 @@ def test_a_person_s_other_addresses_and_the_trigger_mode_are_shown_plainly(page,
     shot(page, "26-campaign-trigger-mode")
     page.goto("/admin/")
     shot(page, "27-dashboard-funnel-people")
+
+
+def test_a_bounce_can_be_taken_back_from_its_message_page(page, world):
+    from tests.world import dsn
+
+    receive(world, mail())
+    with world.app_context():
+        db.session.execute(update(Outbound).values(state="sent", sent_at=utcnow()))
+        db.session.commit()
+        ours = db.session.scalar(select(Outbound.message_id))
+    bounce = receive(world, dsn([("bob@prospect.example", "5.1.1", "failed")], original_message_id=ours))
+    sign_in(page)
+    page.goto(f"/admin/inbound/{bounce}")
+    expect(page.get_by_label("Whose address")).to_be_visible()  # unfolded: this mail was taken for a bounce
+    shot(page, "28-inbound-bounce-corrections")
+    page.get_by_role("button", name="Not a bounce").click()
+    expect(page.get_by_role("status")).to_contain_text("is now treated as a person's mail, not a bounce.")
+    with world.app_context():
+        assert not contacts.is_suppressed(db.session, "bob@prospect.example")

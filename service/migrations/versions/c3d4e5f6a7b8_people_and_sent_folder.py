@@ -1,4 +1,4 @@
-"""people have several addresses; mail read from the Sent folder; a campaign's trigger mode
+"""people have several addresses; mail read from the Sent folder; a campaign's trigger mode; the funnel counts people
 
 Revision ID: c3d4e5f6a7b8
 Revises: b7e8f9a0c1d2
@@ -16,6 +16,8 @@ depends_on = None
 
 
 def upgrade():
+    op.drop_index('ix_event_kind_created_at', table_name='event')
+    op.create_index('ix_event_kind_created_at_contact', 'event', ['kind', 'created_at', 'contact_id'])
     op.create_table(
         'contact_address',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -37,6 +39,8 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_index('ix_event_kind_created_at_contact', table_name='event')
+    op.create_index('ix_event_kind_created_at', 'event', ['kind', 'created_at'])
     with op.batch_alter_table('campaign', schema=None) as batch_op:
         batch_op.drop_column('trigger_mode')
     with op.batch_alter_table('inbound_message', schema=None) as batch_op:
