@@ -82,25 +82,24 @@ def is_suppressed(session: Session, address: str) -> bool:
     return session.scalar(select(Suppression.id).where(Suppression.address_hash.in_(keys)).limit(1)) is not None
 
 
-def suppress(session: Session, address: str, reason: str, detail: str = "") -> Suppression:
-    """Never mail `address` again; repeats keep the first reason."""
+def suppress(
+    session: Session, address: str, reason: str, detail: str = "", inbound_id: int | None = None
+) -> Suppression:
+    """Never mail `address` again; repeats keep the first reason (and the message that caused it, if any)."""
     key = address_hash(address)
     row = session.scalar(select(Suppression).where(Suppression.address_hash == key))
     if row is None:
-        row = Suppression(address_hash=key, email=normalise(address), reason=reason, detail=detail)
+        row = Suppression(address_hash=key, email=normalise(address), reason=reason, detail=detail,
+                          inbound_id=inbound_id)
         session.add(row)
         session.flush()
     return row
 
 
-def unsuppress(session: Session, address: str, reason: str) -> bool:
-    """Lift a suppression of this reason (an admin's correction of the classifier); False if there is none."""
-    row = session.scalar(select(Suppression).where(Suppression.address_hash == address_hash(address)))
-    if row is None or row.reason != reason:
-        return False
-    session.delete(row)
-    session.flush()
-    return True
+def unsuppress(session: Session, inbound_id: int) -> int:
+    """Lift the suppressions one inbound message caused (an admin corrected it); an unsubscribe by link,
+    a refusal at send time or another message's bounce stays. Returns how many were lifted."""
+    return session.execute(delete(Suppression).where(Suppression.inbound_id == inbound_id)).rowcount
 
 
 def record(session: Session, contact: Contact | None, kind: str, detail: str = "", **links) -> Event:

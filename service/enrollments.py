@@ -36,8 +36,6 @@ _ALLOWED = {
     COMPLETED: (ACTIVE,),
     HALTED: (ACTIVE, PAUSED),
 }
-# Only an admin's correction of the classifier may take these back ("that was an auto-reply, not a reply").
-_REOPENABLE = (REPLIED, UNSUBSCRIBED, BOUNCED, HALTED)
 
 
 class EnrollmentError(ValueError):
@@ -59,10 +57,14 @@ def enroll(session: Session, contact: Contact, campaign: Campaign) -> tuple[Enro
     return enrollment, True
 
 
-def move(session: Session, enrollment: Enrollment, state: str, reason: str) -> bool:
-    """Move to `state` if allowed from the current one; stopping cancels pending follow-ups."""
+def move(session: Session, enrollment: Enrollment, state: str, reason: str, cause: int | None = None) -> bool:
+    """Move to `state` if allowed from the current one; stopping cancels pending follow-ups.
+
+    `cause` is the inbound message that made the move, so that a correction of it can take it back.
+    """
     if enrollment.state == state or enrollment.state not in _ALLOWED[state]:
         return False
+    enrollment.state_before, enrollment.moved_by_inbound_id = enrollment.state, cause
     _set_state(session, enrollment, state, reason)
     return True
 
@@ -75,17 +77,27 @@ def _set_state(session: Session, enrollment: Enrollment, state: str, reason: str
     record(session, enrollment.contact, f"enrollment_{state}", f"{enrollment.campaign.name}: {reason}")
 
 
-def reopen(session: Session, enrollment: Enrollment, reason: str, domain: str) -> Outbound | None:
-    """Undo a stop that a correction takes back: active again, with its next follow-up planned."""
-    if enrollment.state not in _REOPENABLE:
-        return None
-    _set_state(session, enrollment, ACTIVE, reason)
-    return resume(session, enrollment, domain)
+def undo(session: Session, inbound_id: int, domain: str) -> list[Outbound]:
+    """Take back the moves an inbound message made (an admin corrected it): each sequence returns to the
+    state it left, and one that is active again gets its next follow-up planned (returned, to queue).
+
+    A later move by another message (a bounce after a reply) is that message's, and stays.
+    """
+    moved = session.scalars(select(Enrollment).where(Enrollment.moved_by_inbound_id == inbound_id))
+    rows = [_restore(session, enrollment, domain) for enrollment in moved]
+    return [row for row in rows if row is not None]
 
 
-def stop_all(session: Session, contact: Contact, state: str, reason: str) -> int:
+def _restore(session: Session, enrollment: Enrollment, domain: str) -> Outbound | None:
+    back = enrollment.state_before or ACTIVE
+    enrollment.state_before, enrollment.moved_by_inbound_id = None, None
+    _set_state(session, enrollment, back, "an admin corrected the classifier")
+    return resume(session, enrollment, domain) if back == ACTIVE else None
+
+
+def stop_all(session: Session, contact: Contact, state: str, reason: str, cause: int | None = None) -> int:
     """Stop every enrollment of the contact (unsubscribe, bounce); returns how many moved."""
-    return sum(move(session, e, state, reason) for e in contact.enrollments)
+    return sum(move(session, e, state, reason, cause) for e in contact.enrollments)
 
 
 def open_for(session: Session, contact: Contact) -> list[Enrollment]:
@@ -241,7 +253,10 @@ def verdict(session: Session, row: Outbound, settings: dict, now: datetime | Non
 
 
 def _stopped(session: Session, row: Outbound, campaign: Campaign | None, settings: dict, now) -> Verdict | None:
-    if contacts.is_suppressed(session, row.to_address):
+    person = session.get(Contact, row.contact_id) if row.contact_id else None
+    # The person's main address counts too: a magnet to an alias of someone who unsubscribed must not go.
+    addresses = {row.to_address, person.email} if person else {row.to_address}
+    if any(contacts.is_suppressed(session, a) for a in addresses):
         return Verdict(CANCEL, "address is suppressed")
     enrollment = session.get(Enrollment, row.enrollment_id) if row.enrollment_id else None
     if row.kind == "followup" and enrollment is not None and enrollment.state != ACTIVE:

@@ -127,7 +127,7 @@ def _consultant_sent(session: Session, message: InboundMessage, parsed: Parsed) 
 def _taken_over(session: Session, message: InboundMessage, contact: Contact, address: str) -> None:
     message.contact_id = contact.id
     stopped = [e for e in enrollments.open_for(session, contact)
-               if enrollments.move(session, e, enrollments.HALTED, "the consultant answered personally")]
+               if enrollments.move(session, e, enrollments.HALTED, "the consultant answered personally", message.id)]
     contacts.record(session, contact, "consultant_replied", f"to {address}: {message.subject}"[:500],
                     inbound_id=message.id)
     contact.hot = False  # the lead is handled: the consultant is on it
@@ -213,6 +213,8 @@ def _learn_addresses(session: Session, contact: Contact, parsed: Parsed, to: str
     """The addresses one request shows for a person: the Reply-To it asked us to use, its From, a +tag form."""
     if to != contact.email:
         contacts.add_address(session, contact, to, "reply-to" if to == parsed.reply_to else "plus-tag")
+    if contacts.base_address(to) != to:  # asked from leo+work@: a later leo@ is the same person
+        contacts.add_address(session, contact, contacts.base_address(to), "plus-tag")
     if parsed.from_address and parsed.from_address != to:
         contacts.add_address(session, contact, parsed.from_address, "from")
 
@@ -247,7 +249,7 @@ def on_human(session, message, parsed, result, settings) -> list[Outbound]:
         if not (result.review or result.campaign):
             _note(message, "from someone who is not a contact: nothing to do")
         return []
-    if in_thread and parsed.from_address:
+    if in_thread and parsed.from_address and _sender(parsed, settings) == parsed.from_address:
         contacts.add_address(session, contact, parsed.from_address, "replied in thread")
     resend = inbound.asks_to_resend(parsed) if enrollments.open_for(session, contact) else None
     if resend:
@@ -279,7 +281,7 @@ def _replied(session: Session, message: InboundMessage, contact: Contact, parsed
     via = "" if address == contact.email else f" (from {address})"
     contacts.record(session, contact, "replied", f"{parsed.new_text[:480]}{via}", inbound_id=message.id)
     for enrollment in enrollments.open_for(session, contact):
-        enrollments.move(session, enrollment, enrollments.REPLIED, f"the prospect wrote back{via}")
+        enrollments.move(session, enrollment, enrollments.REPLIED, f"the prospect wrote back{via}", message.id)
 
 
 # --------------------------------------------------------------------------- stopping
@@ -307,11 +309,11 @@ def _token_contact(session: Session, subject: str, settings: dict) -> Contact | 
 
 def unsubscribe(session: Session, address: str, how: str, inbound_id: int | None = None) -> None:
     """Suppress the address and end all its sequences at once."""
-    contacts.suppress(session, address, "unsubscribed", how)
+    contacts.suppress(session, address, "unsubscribed", how, inbound_id=inbound_id)
     contact = contacts.find(session, address)
     if contact:
         contacts.record(session, contact, "unsubscribed", how, inbound_id=inbound_id)
-        enrollments.stop_all(session, contact, enrollments.UNSUBSCRIBED, how)
+        enrollments.stop_all(session, contact, enrollments.UNSUBSCRIBED, how, inbound_id)
 
 
 def on_bounce(session, message, parsed, result, settings) -> list[Outbound]:
@@ -360,19 +362,20 @@ def _apply_bounce(
 ) -> None:
     status = rcpt.get("status") or "?"
     if rcpt.get("permanent"):
-        contacts.suppress(session, contact.email, "bounced", f"permanent bounce {status}")
+        contacts.suppress(session, contact.email, "bounced", f"permanent bounce {status}", inbound_id)
         contacts.record(session, contact, "bounce_hard", f"status {status}", inbound_id=inbound_id)
-        enrollments.stop_all(session, contact, enrollments.BOUNCED, f"address bounced ({status})")
+        enrollments.stop_all(session, contact, enrollments.BOUNCED, f"address bounced ({status})", inbound_id)
         return
     contacts.record(session, contact, "bounce_soft", f"status {status}", inbound_id=inbound_id)
     # A mailbox full or a policy block: this sequence stops, the address stays usable for now.
     stopped = [session.get(Enrollment, original.enrollment_id)] if original and original.enrollment_id else None
     for enrollment in stopped or enrollments.open_for(session, contact):
-        enrollments.move(session, enrollment, enrollments.BOUNCED, f"delivery failed ({status}), address kept")
+        why = f"delivery failed ({status}), address kept"
+        enrollments.move(session, enrollment, enrollments.BOUNCED, why, inbound_id)
     limit = settings.get("SOFT_BOUNCE_LIMIT", 5)
     if _count_events(session, contact, "bounce_soft") >= limit:
-        contacts.suppress(session, contact.email, "bounced", f"{limit} soft bounces")
-        enrollments.stop_all(session, contact, enrollments.BOUNCED, f"{limit} soft bounces")
+        contacts.suppress(session, contact.email, "bounced", f"{limit} soft bounces", inbound_id)
+        enrollments.stop_all(session, contact, enrollments.BOUNCED, f"{limit} soft bounces", inbound_id)
 
 
 def _count_events(session: Session, contact: Contact, kind: str) -> int:
@@ -387,7 +390,7 @@ def on_complaint(session, message, parsed, result, settings) -> list[Outbound]:
     contact = session.get(Contact, original.contact_id) if original and original.contact_id else None
     addresses = [contact.email] if contact else [r["address"] for r in report.get("recipients", []) if r.get("address")]
     for address in addresses:
-        contacts.suppress(session, address, "complaint", "spam complaint (ARF)")
+        contacts.suppress(session, address, "complaint", "spam complaint (ARF)", message.id)
         complained = contacts.find(session, address)
         message.contact_id = complained.id if complained else message.contact_id
         contacts.record(session, complained, "complaint", "spam complaint (ARF)", inbound_id=message.id)
@@ -426,11 +429,12 @@ def correct(
     if kind not in CORRECTIONS:
         raise ValueError(f"cannot correct a message to {kind!r}")
     parsed = parse(message.raw)
-    person = contact or _person_of(session, message, parsed)
+    own = _person_of(session, message, parsed)
+    person = contact or own
     if kind.startswith("bounce") and person is None:
         raise ValueError("say whose address bounced: no contact is tied to this message")
     was = message.kind
-    undone, revived = _undo(session, message, person, settings)
+    undone, revived = _undo(session, message, own, settings)
     message.kind, message.state = _KIND_AFTER.get(kind, kind), "processed"
     if kind == "request":
         message.campaign_slug = campaign_slug
@@ -451,80 +455,54 @@ def _person_of(session: Session, message: InboundMessage, parsed: Parsed) -> Con
 def _undo(
     session: Session, message: InboundMessage, person: Contact | None, settings: dict
 ) -> tuple[list[str], list[Outbound]]:
-    """Take back what this message caused since its last correction: what was undone, and follow-ups to queue."""
+    """Take back what this message caused: every sequence it moved returns to the state it left, every
+    suppression it made is lifted, a magnet still waiting is cancelled. Returns what was undone and the
+    follow-ups to queue again."""
     since = session.scalar(
         select(func.max(Event.id)).where(Event.inbound_id == message.id, Event.kind == "correction")
     ) or 0
     kinds = list(session.scalars(
         select(Event.kind).where(Event.inbound_id == message.id, Event.id > since).order_by(Event.id)
     ))
-    undone = [k for k in dict.fromkeys(kinds) if k in _UNDO]
-    revived = [row for kind in undone for row in _UNDO[kind](session, message, person, settings["MAIL_DOMAIN"])]
+    undone = [k for k in dict.fromkeys(kinds) if k in _UNDONE]
+    revived = enrollments.undo(session, message.id, settings["MAIL_DOMAIN"])
+    contacts.unsuppress(session, message.id)
+    if "replied" in undone and person is not None:
+        person.hot = _replied_elsewhere(session, person, message.id)
+    if "request" in undone:
+        _not_a_request(session, message)
     return undone, revived
 
 
-def _undo_reply(session, message, person: Contact | None, domain: str) -> list[Outbound]:
-    if person is None:
-        return []
-    person.hot = False
-    return _reopen(session, person, enrollments.REPLIED, domain)
+# What a correction can take back, by the timeline event that recorded it.
+_UNDONE = ("replied", "unsubscribed", "complaint", "bounce_hard", "bounce_soft", "request", "consultant_replied")
 
 
-def _undo_unsubscribe(session, message, person: Contact | None, domain: str) -> list[Outbound]:
-    if person is None or not contacts.unsuppress(session, person.email, "unsubscribed"):
-        return []
-    return _reopen(session, person, enrollments.UNSUBSCRIBED, domain)
+def _replied_elsewhere(session: Session, person: Contact, inbound_id: int) -> bool:
+    """Still a hot lead: another message of theirs was a real reply."""
+    query = select(Event.id).where(Event.contact_id == person.id, Event.kind == "replied",
+                                   Event.inbound_id != inbound_id)
+    return session.scalar(query.limit(1)) is not None
 
 
-def _undo_complaint(session, message, person: Contact | None, domain: str) -> list[Outbound]:
-    if person is None or not contacts.unsuppress(session, person.email, "complaint"):
-        return []
-    return _reopen(session, person, enrollments.UNSUBSCRIBED, domain)
-
-
-def _undo_hard_bounce(session, message, person: Contact | None, domain: str) -> list[Outbound]:
-    if person is None or not contacts.unsuppress(session, person.email, "bounced"):
-        return []
-    return _reopen(session, person, enrollments.BOUNCED, domain)
-
-
-def _undo_soft_bounce(session, message, person: Contact | None, domain: str) -> list[Outbound]:
-    if person is None or contacts.is_suppressed(session, person.email):
-        return []
-    return _reopen(session, person, enrollments.BOUNCED, domain)
-
-
-def _undo_request(session, message, person: Contact | None, domain: str) -> list[Outbound]:
+def _not_a_request(session: Session, message: InboundMessage) -> None:
     """Not a request after all: a magnet still waiting is cancelled, and no follow-up goes."""
     row = outbound.find(session, f"reply:{message.id}")
     if row is None:
-        return []
+        return
     if row.state == outbound.PENDING:
         outbound.cancel(row, "an admin corrected the request: not a request")
     enrollment = session.get(Enrollment, row.enrollment_id)
-    enrollments.move(session, enrollment, enrollments.HALTED, "an admin corrected the request: not a request")
-    return []
-
-
-def _reopen(session: Session, person: Contact, state: str, domain: str) -> list[Outbound]:
-    """Sequences this message stopped go on; returns their next follow-ups, to queue."""
-    rows = [enrollments.reopen(session, e, "an admin corrected the classifier", domain)
-            for e in person.enrollments if e.state == state]
-    return [row for row in rows if row is not None]
-
-
-_UNDO = {
-    "replied": _undo_reply,
-    "unsubscribed": _undo_unsubscribe,
-    "complaint": _undo_complaint,
-    "bounce_hard": _undo_hard_bounce,
-    "bounce_soft": _undo_soft_bounce,
-    "request": _undo_request,
-}
+    enrollments.move(session, enrollment, enrollments.HALTED, "an admin corrected the request: not a request",
+                     message.id)
 
 
 def _as_request(session, message, parsed, person, slug, settings) -> list[Outbound]:
-    return _request(session, message, parsed, slug, settings, again=True, contact=person)
+    rows = _request(session, message, parsed, slug, settings, again=True, contact=person)
+    for row in rows:
+        if row.state == outbound.CANCELLED:  # "not a request", then "a request" after all
+            outbound.revive(row, "an admin said: a request")
+    return rows
 
 
 def _as_reply(session, message, parsed, person, slug, settings) -> list[Outbound]:

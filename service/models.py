@@ -105,6 +105,8 @@ class Suppression(db.Model):
     email: Mapped[str | None] = mapped_column(String(320))
     reason: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str] = mapped_column(Text, default="")
+    # The inbound message that caused it (a bounce, an unsubscribe by mail), so only its correction lifts it.
+    inbound_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -172,6 +174,9 @@ class Enrollment(db.Model):
     state: Mapped[str] = mapped_column(String(20), default="active", index=True)
     steps_sent: Mapped[int] = mapped_column(Integer, default=0)
     stopped_reason: Mapped[str] = mapped_column(String(300), default="")
+    # The inbound message that made the last move, and the state it left: a correction of that message undoes it.
+    moved_by_inbound_id: Mapped[int | None] = mapped_column(Integer)
+    state_before: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -271,3 +271,43 @@ def test_erasing_a_person_erases_every_address_they_used(world):
     again = receive(world, mail(sender="Leo <leo@home.example>"))
     assert "address is suppressed: nothing sent" in inbound(world, again).reasons
     assert scalar(world, "SELECT count(*) FROM contact") == 0
+
+
+def test_asking_first_from_a_plus_tag_then_from_the_plain_address_is_one_person(world):
+    _asked(world, sender="Leo <leo+work@prospect.example>")
+    again = receive(world, mail(sender=LEO))
+    assert inbound(world, again).state == "review"
+    assert scalar(world, "SELECT count(*) FROM contact") == 1
+    assert scalar(world, "SELECT count(*) FROM outbound WHERE kind = 'magnet'") == 1
+
+
+def test_not_a_bounce_after_a_reply_leaves_the_sequence_stopped_by_the_reply(world):
+    from tests.world import dsn
+
+    _asked(world)
+    _reply(world, LEO)
+    bounce = receive(world, dsn([("leo@prospect.example", "5.1.1", "failed")], _magnet_id(world)))
+    assert _state(world) == "bounced"
+    _correct(world, bounce, "not_bounce")
+    assert _state(world) == "replied"
+    assert scalar(world, "SELECT count(*) FROM outbound WHERE state = 'pending'") == 0
+
+
+def test_correcting_an_emailed_unsubscribe_keeps_an_earlier_unsubscribe_by_link(world):
+    _asked(world)
+    with world.app_context():
+        intake.unsubscribe(db.session, "leo@prospect.example", "one-click link")
+        db.session.commit()
+    emailed = _reply(world, LEO, body="unsubscribe")
+    _correct(world, emailed, "bulk")
+    with world.app_context():
+        assert contacts.is_suppressed(db.session, "leo@prospect.example")
+    assert _state(world) == "unsubscribed"
+
+
+def test_request_then_just_a_person_then_a_request_again_sends_the_magnet(world):
+    message_id = receive(world, mail())
+    _correct(world, message_id, "human")
+    rows = _correct(world, message_id, "request", campaign_slug="execution-roadmap")
+    assert len(rows) == 1 and _send_due(world) == rows
+    assert _state(world) == "active"

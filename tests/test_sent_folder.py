@@ -110,7 +110,7 @@ def test_the_configured_sent_folder_wins_over_the_flagged_one(sent_settings, sen
     ]
 
 
-def test_sent_history_before_first_connect_is_backlog(sent_settings, sent_dovecot, make_app):
+def test_sent_history_before_first_connect_is_never_fetched(sent_settings, sent_dovecot, make_app):
     app = make_app(IMAP_BATCH=1)  # one message per round trip: the watermark moves batch by batch
     now = datetime.now(UTC)
     old, two_days, recent = (
@@ -119,9 +119,8 @@ def test_sent_history_before_first_connect_is_backlog(sent_settings, sent_doveco
     )
     run_poller(app)
     run_poller(app)  # nothing is stored twice
-    assert [(role, state, uid) for role, state, uid, _, _ in _rows(app)] == [
-        ("sent", "backlog", old), ("sent", "backlog", two_days), ("sent", "new", recent),
-    ]
+    # History is not even downloaded: only mail from the backlog window on is read (and judged by it).
+    assert [(role, state, uid) for role, state, uid, _, _ in _rows(app)] == [("sent", "new", recent)]
 
 
 @pytest.mark.parametrize("done_folder", [None, "Processed"])
@@ -230,3 +229,25 @@ def test_without_idle_or_move_sent_is_still_read(settings, plain_sent_dovecot, m
     _point_at(settings, plain_sent_dovecot, security="none")
     app = make_app(IMAP_IDLE_SECONDS=600, IMAP_SENT_POLL_SECONDS=1, IMAP_DONE_FOLDER="Processed")
     _sent_is_read_while_waiting(app, plain_sent_dovecot)
+
+
+def test_a_sent_folder_that_fails_mid_run_never_stops_inbox(sent_settings, sent_dovecot, make_app, caplog):
+    from workers.poller import ImapMailbox
+
+    app = make_app(IMAP_SENT_FOLDER="Sent Items")
+    sent_dovecot.create_folder("Sent Items")
+    sent_dovecot.append(mail(), "INBOX")
+    with app.app_context():
+        box = ImapMailbox(app.config)
+        box.connect()
+        try:
+            with sent_dovecot.client() as client:  # gone between connect and poll: EXAMINE fails
+                client.delete_folder("Sent Items")
+            with caplog.at_level(logging.ERROR, logger="workers.poller"):
+                assert box.poll_once() is True
+        finally:
+            box.close()
+    assert [role for role, *_ in _rows(app)] == ["inbox"]
+    assert any("INBOX is still read" in r.getMessage() for r in caplog.records)
+    error = "SELECT last_error FROM mailbox_state WHERE mailbox = :name"
+    assert scalar(app, error, name=_mailbox(sent_dovecot, "Sent Items"))

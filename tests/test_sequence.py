@@ -12,7 +12,7 @@ from sqlalchemy import select
 from service import ROOT, campaigns, contacts, enrollments, outbound
 from service.enrollments import ACTIVE, BOUNCED, COMPLETED, HALTED, PAUSED, REPLIED, UNSUBSCRIBED
 from service.extensions import db
-from service.models import Contact, Enrollment, Event, Outbound, utcnow
+from service.models import Enrollment, Event, Outbound, utcnow
 
 DOMAIN = "acumen.example"
 
@@ -144,31 +144,30 @@ def test_the_state_machine_allows_exactly_its_moves(world, start, goal):
         assert enrollment.state == (goal if moved else start)
 
 
-@pytest.mark.parametrize("start", [REPLIED, UNSUBSCRIBED, BOUNCED, HALTED])
-def test_only_a_correction_reopens_a_stopped_sequence_and_it_plans_the_next_step(world, start):
-    enrollment_id = _enrolled(world, start)
+@pytest.mark.parametrize("goal", [REPLIED, UNSUBSCRIBED, BOUNCED, HALTED])
+def test_undoing_a_messages_move_returns_to_the_state_it_left_and_plans_the_next_step(world, goal):
+    enrollment_id = _enrolled(world)
     with world.app_context():
         enrollment = db.session.get(Enrollment, enrollment_id)
         magnet = outbound.plan(db.session, "reply:x", "magnet", "dana@prospect.example", DOMAIN, "Re: Roadmap",
                                contact_id=enrollment.contact_id, enrollment_id=enrollment.id,
                                campaign_id=enrollment.campaign_id)
         outbound.mark_sent(magnet, "250 ok")
-        row = enrollments.reopen(db.session, enrollment, "an admin corrected the classifier", DOMAIN)
-        assert enrollment.state == ACTIVE and row is not None and row.key == f"step:{enrollment.id}:1"
+        assert enrollments.move(db.session, enrollment, goal, "test", cause=41)
+        assert enrollments.undo(db.session, 40, DOMAIN) == [] and enrollment.state == goal  # another message's
+        [row] = enrollments.undo(db.session, 41, DOMAIN)
+        assert enrollment.state == ACTIVE and row.key == f"step:{enrollment.id}:1"
         assert row.in_reply_to == magnet.message_id and row.state == outbound.PENDING
 
 
-def test_completed_and_active_sequences_cannot_be_reopened(world):
-    for state in (COMPLETED, ACTIVE):
-        with world.app_context():
-            db.session.execute(db.delete(Enrollment))
-            db.session.execute(db.delete(Contact))
-            db.session.commit()
-        enrollment_id = _enrolled(world, state)
-        with world.app_context():
-            enrollment = db.session.get(Enrollment, enrollment_id)
-            assert enrollments.reopen(db.session, enrollment, "no", DOMAIN) is None
-            assert enrollment.state == state
+def test_undo_keeps_a_later_messages_move_and_restores_a_paused_or_replied_state(world):
+    enrollment_id = _enrolled(world, PAUSED)
+    with world.app_context():
+        enrollment = db.session.get(Enrollment, enrollment_id)
+        enrollments.move(db.session, enrollment, REPLIED, "a reply", cause=1)
+        enrollments.move(db.session, enrollment, BOUNCED, "a bounce", cause=2)
+        assert enrollments.undo(db.session, 1, DOMAIN) == [] and enrollment.state == BOUNCED  # the bounce stays
+        assert enrollments.undo(db.session, 2, DOMAIN) == [] and enrollment.state == REPLIED  # not active
 
 
 def test_references_keep_the_first_and_the_latest_ids_of_a_long_thread():

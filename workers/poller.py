@@ -114,9 +114,23 @@ class _Folder:
         db.session.commit()
         # RFC 3501 §6.4.8: "n:*" always includes the highest UID, so drop UIDs we have.
         uids = sorted(u for u in self.client.search(["UID", f"{last + 1}:*"]) if u > last)
+        if self.role == "sent" and last == 0 and uids:
+            uids = self._skip_history(state, uids)
         return sum(
             self._fetch_store(chunk, uidvalidity, rescan) for chunk in _chunks(uids, self.settings["IMAP_BATCH"])
         )
+
+    def _skip_history(self, state: MailboxState, uids: list[int]) -> list[int]:
+        """A first look at Sent fetches only what is recent: years of sent mail would be stored as backlog
+        and change nothing anyway (the first-connect rule), at the cost of downloading all of it."""
+        hours = self.settings["IMAP_BACKLOG_HOURS"]
+        since = (state.first_connected_at - timedelta(hours=hours)).date()
+        recent = set(self.client.search(["SINCE", since]))
+        older = [u for u in uids if u not in recent]
+        if older:
+            state.last_uid = max(older)
+            db.session.commit()
+        return [u for u in uids if u in recent]
 
     def _fetch_store(self, uids: list[int], uidvalidity: int, rescan: bool) -> int:
         # BODY.PEEK[] leaves \Seen alone: the consultant's own read state is theirs.
@@ -153,6 +167,8 @@ class ImapMailbox:
         self.name = _mailbox_key(settings, settings["IMAP_FOLDER"])
         self.inbox: _Folder | None = None
         self.sent: _Folder | None = None
+        self.sent_folder: str | None = None
+        self.sent_retry_at = 0.0
 
     @property
     def names(self) -> list[str]:
@@ -162,10 +178,8 @@ class ImapMailbox:
         self.client = imap.connect(self.settings)
         self.inbox = _Folder(self.client, self.settings, self.settings["IMAP_FOLDER"], "inbox")
         self.inbox.select()
-        folder = self._sent_folder()
-        # Its own connection (selected on every pass): this one must stay in IDLE on INBOX.
-        self.sent = _Folder(imap.connect(self.settings), self.settings, folder, "sent") if folder else None
-        watching = f"; watching {folder} read-only" if folder else ""
+        self.sent_folder = self._sent_folder()
+        watching = f"; watching {self.sent_folder} read-only" if self.sent_folder else ""
         log.info("connected to %s%s", self.name, watching)
 
     def _sent_folder(self) -> str | None:
@@ -185,12 +199,33 @@ class ImapMailbox:
 
     def poll_once(self) -> bool:
         """Fetch what is new in INBOX and in Sent; True when something new was stored."""
-        stored = self.inbox.poll()
-        if self.sent is not None:
-            self.sent.select()  # a fresh EXAMINE: this connection never IDLEs, so it must ask what is new
-            stored += self.sent.poll()
+        stored = self.inbox.poll() + self._poll_sent()
         self.ack()
         return stored > 0
+
+    def _poll_sent(self) -> int:
+        """Sent on its own connection (this one stays in IDLE on INBOX); a Sent failure never stops INBOX."""
+        if self.sent_folder is None or time.monotonic() < self.sent_retry_at:
+            return 0
+        try:
+            if self.sent is None:
+                self.sent = _Folder(imap.connect(self.settings), self.settings, self.sent_folder, "sent")
+            self.sent.select()  # a fresh EXAMINE: this connection never IDLEs, so it must ask what is new
+            return self.sent.poll()
+        except (IMAPClientError, OSError, ssl.SSLError, ConnectionError) as exc:
+            # A provider's connection limit, a dropped link: INBOX goes on; Sent is tried again in 5 minutes.
+            log.error("%s: reading %s failed: %s; INBOX is still read", self.name, self.sent_folder, exc)
+            db.session.rollback()
+            _record_problem(_mailbox_key(self.settings, self.sent_folder), f"{type(exc).__name__}: {exc}")
+            self._close_sent()
+            self.sent_retry_at = time.monotonic() + 300
+            return 0
+
+    def _close_sent(self) -> None:
+        if self.sent is not None:
+            with contextlib.suppress(Exception):  # the connection is already gone
+                self.sent.client.logout()
+        self.sent = None
 
     def ack(self) -> None:
         """Mark processed INBOX mail in the mailbox too (a keyword, or a move); the database stays the record.
@@ -220,7 +255,7 @@ class ImapMailbox:
 
     def wait(self, seconds: float, stopping: threading.Event) -> None:
         """IDLE until the server reports something, the cycle ends, or we are asked to stop."""
-        if self.sent is not None:
+        if self.sent_folder is not None:
             # IDLE only hears INBOX: come back in time to see a reply the consultant sent by hand.
             seconds = min(seconds, self.settings["IMAP_SENT_POLL_SECONDS"])
         if b"IDLE" not in self.client.capabilities():
@@ -249,11 +284,11 @@ class ImapMailbox:
                 return
 
     def close(self) -> None:
-        for client in (self.client, self.sent.client if self.sent else None):
-            if client is not None:
-                with contextlib.suppress(Exception):  # the connection is already gone
-                    client.logout()
-        self.client, self.sent = None, None
+        self._close_sent()
+        if self.client is not None:
+            with contextlib.suppress(Exception):  # the connection is already gone
+                self.client.logout()
+        self.client = None
 
 
 def _is_keepalive(response) -> bool:
