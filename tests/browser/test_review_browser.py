@@ -70,7 +70,9 @@ def test_review_offers_the_magnet_in_one_click_on_wide_and_narrow_screens(page, 
     expect(page.locator("li.review-item", has_text="asked again")).to_have_count(0)
     with world.app_context():
         bob = contacts.find(db.session, "bob@prospect.example")
-        rows = db.session.scalars(select(Outbound).where(Outbound.contact_id == bob.id, Outbound.kind == "magnet"))
+        rows = db.session.scalars(
+            select(Outbound).where(Outbound.contact_id == bob.id, Outbound.kind == "magnet").order_by(Outbound.id)
+        )
         assert [r.state for r in rows] == ["sent", "pending"]
     page.locator("li.review-item", has_text="may be a request").get_by_role("button", name="Just a person").click()
     expect(page.get_by_role("status")).to_contain_text("dismissed")
