@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from service.extensions import db
 from tests.servers import Dovecot
+from tests.test_poller import _wait
 from tests.world import mail, run_poller, scalar
 
 FOLDERS = ("INBOX", "Sent", "Sent Items", "Processed")
@@ -66,15 +67,6 @@ def _rows(app) -> list[tuple]:
 
 def _mailbox(server: Dovecot, folder: str) -> str:
     return f"imap://{server.user}@{server.host}/{folder}"
-
-
-def _wait(predicate, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_a_message_sent_after_first_connect_is_stored_as_sent(sent_settings, sent_dovecot, make_app):
@@ -199,10 +191,11 @@ def _poll_in_thread(app) -> tuple[threading.Event, threading.Thread]:
 def _sent_is_read_while_waiting(app, server: Dovecot) -> None:
     stopping, thread = _poll_in_thread(app)
     try:
-        assert _wait(lambda: scalar(app, "SELECT count(*) FROM mailbox_state WHERE last_poll_at IS NOT NULL") == 2)
+        polled = "SELECT count(*) FROM mailbox_state WHERE last_poll_at IS NOT NULL"
+        assert _wait(lambda: scalar(app, polled) == 2, timeout=30)
         time.sleep(0.5)  # now waiting on INBOX, which hears nothing of Sent
         server.append(_by_hand(), "Sent")
-        assert _wait(lambda: len(_rows(app)) == 1), "the wait did not end in time to read Sent"
+        assert _wait(lambda: len(_rows(app)) == 1, timeout=30), "the wait did not end in time to read Sent"
     finally:
         stopping.set()
         thread.join(15)
