@@ -135,10 +135,16 @@ def load(instance_path: str) -> dict:
         "STALE_FOLLOWUP_HOURS": env_int("STALE_FOLLOWUP_HOURS", 48),
         "BREAKER_MIN_SENDS": env_int("BREAKER_MIN_SENDS", 20),
         "BREAKER_BOUNCE_PERCENT": env_int("BREAKER_BOUNCE_PERCENT", 5),
-        "BREAKER_COMPLAINT_PER_THOUSAND": env_int("BREAKER_COMPLAINT_PER_THOUSAND", 3),
+        "BREAKER_COMPLAINT_PER_THOUSAND": env_int("BREAKER_COMPLAINT_PER_THOUSAND", 1),
         "DKIM_SELECTOR": env_str("DKIM_SELECTOR"),
         "DKIM_PRIVATE_KEY": env_secret("DKIM_PRIVATE_KEY"),
         "DKIM_DOMAIN": env_str("DKIM_DOMAIN"),
+        # RFC 8463: a second signature with an Ed25519 key (base64 of the 32-byte seed), selector its own.
+        "DKIM_ED25519_KEY": env_secret("DKIM_ED25519_KEY"),
+        "DKIM_ED25519_SELECTOR": env_str("DKIM_ED25519_SELECTOR"),
+        "DOWNLOAD_LINK_DAYS": env_int("DOWNLOAD_LINK_DAYS", 30),
+        # A campaign with delivery "auto" and no limit of its own links its files above this size.
+        "LINK_ABOVE_MB": env_int("LINK_ABOVE_MB", 5),
         "SOFT_BOUNCE_LIMIT": env_int("SOFT_BOUNCE_LIMIT", 5),
         "JOB_TIMEOUT": env_int("JOB_TIMEOUT", 180),
         "STUCK_AFTER_SECONDS": env_int("STUCK_AFTER_SECONDS", 0),

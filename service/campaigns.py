@@ -30,6 +30,9 @@ _WINDOW = re.compile(r"^\s*(\w{3})(?:-(\w{3}))?\s+(\d{1,2}):(\d{2})-(\d{1,2}):(\
 # Who gets the magnet: mail to the trigger address, or anyone who names it and asks; or the address only.
 ADDRESS_OR_ASKED, ADDRESS_ONLY = "address-or-asked", "address-only"
 TRIGGER_MODES = (ADDRESS_OR_ASKED, ADDRESS_ONLY)
+# How the magnet travels: attached, as a signed download link, or attached up to a size and linked above.
+ATTACH, LINK, AUTO = "attach", "link", "auto"
+DELIVERIES = (ATTACH, LINK, AUTO)
 
 
 class CampaignError(ValueError):
@@ -83,6 +86,28 @@ def next_open(moment: datetime, window: str | None, timezone: str) -> datetime:
         if local < end:
             return max(local, start).astimezone(moment.tzinfo)
     raise CampaignError(f"window {window!r} never opens")
+
+
+def attachment_name(asset: Asset) -> str:
+    """What the prospect's mail client shows: the asset's display name, else the magnet's name
+    ("Execution-Success-Roadmap.pdf"), never the upload's "roadmap.pdf"."""
+    if asset.display_name:
+        return asset.display_name
+    words = re.findall(r"[^\W_]+", asset.campaign.name) if asset.campaign else []
+    suffix = Path(asset.filename).suffix
+    return f"{'-'.join(words)}{suffix}" if words else asset.filename
+
+
+def delivery(campaign: Campaign, settings: dict) -> tuple[list[Asset], list[Asset]]:
+    """(attached, linked): the campaign's files split by its delivery mode."""
+    assets = list(campaign.assets)
+    if campaign.delivery == LINK:
+        return [], assets
+    if campaign.delivery == AUTO:
+        limit = campaign.link_above if campaign.link_above is not None else settings["LINK_ABOVE_MB"] * 1024 * 1024
+        if sum(len(a.data) for a in assets) > limit:
+            return [], assets
+    return assets, []
 
 
 def rules(session: Session) -> list[CampaignRule]:

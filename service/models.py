@@ -125,6 +125,10 @@ class Campaign(db.Model):
     magnet_html: Mapped[str | None] = mapped_column(Text)
     window: Mapped[str | None] = mapped_column(String(100))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # How the magnet travels: "attach", "link" (a signed /d/<token> URL), or "auto" (attach up to
+    # link_above bytes in all, link above that).
+    delivery: Mapped[str] = mapped_column(String(10), default="attach", server_default="attach")
+    link_above: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     steps: Mapped[list[Step]] = relationship(
@@ -158,6 +162,8 @@ class Asset(db.Model):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id"))
     position: Mapped[int] = mapped_column(Integer, default=0)
     filename: Mapped[str] = mapped_column(String(255))
+    # The name the prospect sees on the attachment or download; None: named after the campaign.
+    display_name: Mapped[str | None] = mapped_column(String(255))
     content_type: Mapped[str] = mapped_column(String(100))
     data: Mapped[bytes] = mapped_column(LargeBinary)
     sha256: Mapped[str] = mapped_column(String(64))
@@ -249,6 +255,8 @@ class Outbound(db.Model):
     message_id: Mapped[str] = mapped_column(String(998), unique=True)
     in_reply_to: Mapped[str | None] = mapped_column(String(998))
     references: Mapped[str] = mapped_column(Text, default="")
+    # Outlook's Thread-Index (MS-OXOMSG 2.2.1.3), base64: a reply extends its parent's.
+    thread_index: Mapped[str | None] = mapped_column(String(200))
     due_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     state: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
