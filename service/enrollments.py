@@ -110,13 +110,15 @@ def open_for(session: Session, contact: Contact) -> list[Enrollment]:
 
 def start(
     session: Session, inbound: InboundMessage, enrollment: Enrollment, to: str, domain: str,
-    subject: str, thread: tuple[str, ...],
+    subject: str, thread: tuple[str, ...], thread_index: str | None = None,
 ) -> Outbound:
-    """The magnet, answering a request in the request's thread; planning twice returns the same row."""
+    """The magnet, answering a request in the request's thread (and Outlook's, by its Thread-Index);
+    planning twice returns the same row."""
     return outbound.plan(
         session, f"reply:{inbound.id}", "magnet", to, domain,
         outbound.thread_subject(subject, enrollment.campaign.magnet_subject),
-        parent=inbound.message_id, chain=list(thread), **_links(enrollment), inbound_id=inbound.id,
+        parent=inbound.message_id, chain=list(thread), parent_index=thread_index,
+        **_links(enrollment), inbound_id=inbound.id,
     )
 
 
@@ -141,6 +143,21 @@ def resend_magnet(session: Session, enrollment: Enrollment, domain: str, repeat_
     record(session, enrollment.contact, "resend_planned", f"{enrollment.campaign.name}: by an admin",
            outbound_id=row.id)
     return row
+
+
+def fresh_magnet(session: Session, enrollment: Enrollment, previous: Outbound, domain: str) -> Outbound:
+    """Plan the magnet again, threaded under `previous` and to the same address, for a person whose
+    download link expired; raises EnrollmentError for a suppressed address.
+
+    No repeat limit: the person asked for it by a click (the caller limits how often).
+    """
+    if any(contacts.is_suppressed(session, a) for a in {previous.to_address, enrollment.contact.email}):
+        raise EnrollmentError("the address is suppressed (unsubscribed, bounced or erased): nothing can be sent")
+    number = outbound.count_keys(session, f"fresh:{enrollment.id}:") + 1
+    return outbound.plan(
+        session, f"fresh:{enrollment.id}:{number}", "magnet", previous.to_address, domain, previous.subject,
+        parent=previous.message_id, chain=outbound.under(previous)[:-1], **_links(enrollment),
+    )
 
 
 def plan_next(

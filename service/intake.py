@@ -206,7 +206,10 @@ def _request(
         contacts.record(session, contact, "repeat_request", "magnet already sent recently", inbound_id=message.id)
         return []
     thread = parsed.references or parsed.in_reply_to
-    return [enrollments.start(session, message, enrollment, to, settings["MAIL_DOMAIN"], parsed.subject, thread)]
+    index = parsed.headers.get("Thread-Index")
+    return [enrollments.start(
+        session, message, enrollment, to, settings["MAIL_DOMAIN"], parsed.subject, thread, str(index or "") or None,
+    )]
 
 
 def _learn_addresses(session: Session, contact: Contact, parsed: Parsed, to: str) -> None:

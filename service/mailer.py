@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import smtplib
 import ssl
+import textwrap
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr, parseaddr
 from html import escape
 from pathlib import Path
@@ -17,7 +19,8 @@ from flask import render_template
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from .models import Campaign, Contact, Outbound, Step
+from . import campaigns, downloads
+from .models import Asset, Campaign, Contact, Outbound, Step
 from .signing import dkim_sign, unsubscribe_token, verp_address, verp_token
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,58 @@ LOOP_HEADER = "X-Follow-Through-Loop"
 _sandbox = SandboxedEnvironment(autoescape=False)
 # HTML bodies escape what comes from mail (a display name like "<b>Bob</b>") even if the admin forgot |e.
 _html_sandbox = SandboxedEnvironment(autoescape=True)
+# Receivers read these raw and never decode RFC 2047 words in them (RFC 5322 §3.6.4, RFC 2369,
+# RFC 8058): a Message-ID that comes back encoded does not thread, an encoded URI is not a URI.
+LITERAL_HEADERS = frozenset({
+    "message-id", "in-reply-to", "references", "list-unsubscribe", "list-unsubscribe-post",
+    "auto-submitted", "x-auto-response-suppress", "thread-index",
+})
+LINE_LIMIT = 998  # RFC 5322 §2.1.1, without the CRLF
+FOLD_AT = 78
+FLOWED_WIDTH = 72  # RFC 3676 §4.2, the trailing soft-break space included
+_QUOTED = re.compile(r"^(>+ ?)")
+
+
+def literal(name: str) -> bool:
+    return name.lower() in LITERAL_HEADERS or name.lower().startswith("x-follow-through-")
+
+
+def fold_literal(name: str, value: str, linesep: str = "\r\n") -> str:
+    """`Name: value`, folded only at the whitespace between tokens, each line at most 998 octets."""
+    tokens = value.split()
+    if not value.isascii() or not tokens:
+        raise ValueError(f"{name} must be printable ASCII tokens, got {value!r}")
+    lines = [f"{name}: {tokens[0]}"]
+    for token in tokens[1:]:
+        if len(lines[-1]) + 1 + len(token) <= FOLD_AT:
+            lines[-1] += f" {token}"
+        else:
+            lines.append(f" {token}")
+    if any(len(line) > LINE_LIMIT for line in lines):
+        raise ValueError(f"{name} has a token longer than a mail line may be")
+    return linesep.join(lines) + linesep
+
+
+class LiteralPolicy(EmailPolicy):
+    """The SMTP policy, except that LITERAL_HEADERS keep their bytes: Python's folder would turn a
+    token longer than 78 columns into an encoded word. Display names and subjects are still encoded."""
+
+    def header_store_parse(self, name, value):
+        if literal(name):
+            fold_literal(name, str(value))  # refuse a value that could not go out literally
+            return name, str(value)
+        return super().header_store_parse(name, value)
+
+    def fold(self, name, value):
+        return fold_literal(name, str(value), self.linesep) if literal(name) else super().fold(name, value)
+
+    def fold_binary(self, name, value):
+        if literal(name):
+            return fold_literal(name, str(value), self.linesep).encode("ascii")
+        return super().fold_binary(name, value)
+
+
+POLICY = LiteralPolicy(linesep="\r\n")
 
 
 class SendError(Exception):
@@ -68,9 +123,51 @@ def _html_from_text(text: str) -> str:
     return "".join(f"<p>{escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs)
 
 
+def flowed(text: str, width: int = FLOWED_WIDTH) -> str:
+    """Plain text as RFC 3676 format=flowed: paragraphs wrapped at `width` with a trailing space on
+    each soft break, so clients that know flowed text reflow it and the rest see short lines.
+    Quoted lines keep their prefix, the signature separator "-- " stays as it is (§4.3), and lines
+    that start with a space, ">" or "From " are space-stuffed (§4.4)."""
+    out: list[str] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line == "-- ":
+            out.append(line)
+            continue
+        quote = _QUOTED.match(line)
+        prefix = quote.group(1) if quote else ""
+        body = line[len(prefix):].rstrip(" ")
+        pieces = textwrap.wrap(
+            body, width=max(width - len(prefix) - 1, 20), break_long_words=False, break_on_hyphens=False,
+            drop_whitespace=True, replace_whitespace=False,
+        ) or [""]
+        for n, piece in enumerate(pieces):
+            soft = " " if n < len(pieces) - 1 else ""
+            out.append(prefix + _stuff(piece, bool(prefix)) + soft)
+    return "\n".join(out)
+
+
+def _stuff(piece: str, quoted: bool) -> str:
+    if not quoted and piece.startswith((" ", ">", "From ")):
+        return " " + piece
+    return piece
+
+
 def sample_contact(address: str) -> Contact:
     """Who a test send or a preview pretends to write to."""
     return Contact(id=0, email=address, name="Sample Prospect")
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{max(n // 1024, 1)} KB"
+
+
+def _downloads(row: Outbound, assets: list[Asset], settings: dict) -> list[dict]:
+    """What the mail offers as links: the name the prospect sees, the size, the signed URL."""
+    return [
+        {"name": campaigns.attachment_name(a), "size": _size(len(a.data)),
+         "url": downloads.link(settings, row.id or 0, a.id or 0)}
+        for a in assets
+    ]
 
 
 def compose(
@@ -82,22 +179,36 @@ def compose(
     text_src, html_src = (step.text, step.html) if step else (campaign.magnet_text, campaign.magnet_html)
     body = render_content(text_src, ctx)
     html = render_content(html_src, ctx, html=True) if html_src else _html_from_text(body)
+    attached, linked = campaigns.delivery(campaign, settings) if row.kind in ("magnet", "test") else ([], [])
+    if row.kind == "test" and step is not None:
+        attached, linked = [], []
     token = unsubscribe_token(settings["SECRET_KEY"], contact.id)
     link = f"{settings['BASE_URL']}/u/{token}"
     # The token rides in the subject: a client may send from another address of the same person.
     mailto = f"mailto:{unsubscribe_address(settings)}?subject=unsubscribe%20{token}"
-    footer = {"link": link, "campaign": campaign.name, "consultant": settings["CONSULTANT_NAME"]}
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     _headers(msg, row, contact, settings)
     msg["List-Unsubscribe"] = f"<{link}>, <{mailto}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(render_template("email/message.txt", body=body, **footer))
-    msg.add_alternative(render_template("email/message.html", body=Markup(html), **footer), subtype="html")
-    if row.kind in ("magnet", "test"):
-        for asset in campaign.assets:
-            maintype, _, subtype = asset.content_type.partition("/")
-            msg.add_attachment(asset.data, maintype=maintype, subtype=subtype, filename=asset.filename)
+    # One template renders both parts, so the text and the HTML never say different things.
+    parts = {"link": link, "campaign": campaign.name, "consultant": settings["CONSULTANT_NAME"],
+             "subject": str(msg["Subject"]), "downloads": _downloads(row, linked, settings)}
+    text = flowed(render_template("email/message.jinja", html=False, body=body, **parts))
+    cte = "7bit" if text.isascii() else "quoted-printable"
+    msg.set_content(text, params={"format": "flowed"}, cte=cte)
+    msg.add_alternative(
+        render_template("email/message.jinja", html=True, body=Markup(html), **parts), subtype="html",
+        cte="7bit" if html.isascii() else "quoted-printable",
+    )
+    for asset in attached:
+        maintype, _, subtype = asset.content_type.partition("/")
+        msg.add_attachment(asset.data, maintype=maintype, subtype=subtype, filename=campaigns.attachment_name(asset))
     return msg
+
+
+def thread_topic(subject: str) -> str:
+    """Outlook's Thread-Topic: the subject without its reply prefixes."""
+    return re.sub(r"^(\s*(re|aw|sv|antw|réf|rif)\s*:\s*)+", "", subject, flags=re.IGNORECASE) or subject
 
 
 def _headers(msg: EmailMessage, row: Outbound, contact: Contact, settings: dict) -> None:
@@ -110,6 +221,10 @@ def _headers(msg: EmailMessage, row: Outbound, contact: Contact, settings: dict)
         msg["In-Reply-To"] = f"<{row.in_reply_to}>"
     if row.references:
         msg["References"] = row.references
+    # MS-OXCMAIL 2.2.3.2.7: Outlook threads on Thread-Topic and Thread-Index, not on References.
+    msg["Thread-Topic"] = thread_topic(row.subject)
+    if row.thread_index:
+        msg["Thread-Index"] = row.thread_index
     # RFC 3834 §5: a reply to a request is auto-replied; scheduled follow-ups are auto-generated.
     msg["Auto-Submitted"] = "auto-replied" if row.kind == "magnet" else "auto-generated"
     # MS-OXCMAIL 2.1.3.2.20: ask Exchange not to send OOF/auto-replies back to us.
@@ -126,11 +241,15 @@ def envelope_sender(row: Outbound, settings: dict) -> str:
 
 
 def to_bytes(msg: EmailMessage, settings: dict) -> bytes:
-    """The final bytes, DKIM-signed when a selector and key are configured."""
-    raw = msg.as_bytes(policy=SMTP)
+    """The final bytes, DKIM-signed when a selector and key are configured (and signed a second
+    time with Ed25519, RFC 8463, when that key is set too)."""
+    raw = msg.as_bytes(policy=POLICY)
+    domain = settings.get("DKIM_DOMAIN") or settings["MAIL_DOMAIN"]
     if settings.get("DKIM_SELECTOR") and settings.get("DKIM_PRIVATE_KEY"):
-        domain = settings.get("DKIM_DOMAIN") or settings["MAIL_DOMAIN"]
         raw = dkim_sign(raw, settings["DKIM_SELECTOR"], domain, settings["DKIM_PRIVATE_KEY"].encode())
+    if settings.get("DKIM_ED25519_KEY"):
+        selector = settings.get("DKIM_ED25519_SELECTOR") or f"{settings.get('DKIM_SELECTOR') or 'ft'}-ed25519"
+        raw = dkim_sign(raw, selector, domain, settings["DKIM_ED25519_KEY"].encode(), ed25519=True)
     return raw
 
 

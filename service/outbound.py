@@ -8,8 +8,12 @@ This module is the ledger only; what a sequence sends next is `enrollments`' bus
 
 from __future__ import annotations
 
+import base64
+import binascii
+import os
 import random
-from datetime import datetime, timedelta
+import uuid
+from datetime import UTC, datetime, timedelta
 from email.utils import make_msgid
 
 from sqlalchemy import func, select, update
@@ -22,6 +26,10 @@ PENDING, SENDING, SENT, FAILED, CANCELLED, UNKNOWN = (
 )
 # RFC 5322 §3.6.4 allows trimming a long References: keep the first and the most recent ids.
 REFERENCES_KEPT = 20
+# MS-OXOMSG 2.2.1.3: a 22-byte header block, then 5 bytes per reply. Past this many bytes a thread
+# someone else started deep is not extended further (Outlook still threads on the topic).
+THREAD_INDEX_MAX = 120
+_FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
 
 
 class LimitError(ValueError):
@@ -48,6 +56,37 @@ def references(chain: list[str]) -> str:
     return " ".join(f"<{i}>" for i in ids)
 
 
+def _filetime(moment: datetime) -> int:
+    """Windows FILETIME: 100-nanosecond intervals since 1601-01-01 UTC."""
+    delta = moment - _FILETIME_EPOCH
+    return (delta.days * 86400 + delta.seconds) * 10_000_000 + delta.microseconds * 10
+
+
+def _index_bytes(text: str | None) -> bytes | None:
+    """A Thread-Index's bytes, if it is well formed (22 bytes, then whole 5-byte reply blocks)."""
+    try:
+        raw = base64.b64decode((text or "").strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) >= 22 and (len(raw) - 22) % 5 == 0 and raw[0] == 1 else None
+
+
+def thread_index(parent: str | None, now: datetime | None = None) -> str:
+    """Outlook's Thread-Index as Outlook builds it (MS-OXOMSG 2.2.1.3): a reply extends its parent's
+    index by a 5-byte block holding the time since the thread began; with no usable parent, a new
+    thread: 0x01, the top 40 bits of the FILETIME and a random GUID."""
+    now_ft = _filetime(now or utcnow())
+    above = _index_bytes(parent)
+    if above is None:
+        return base64.b64encode(b"\x01" + (now_ft >> 24).to_bytes(5, "big") + uuid.uuid4().bytes).decode()
+    if len(above) + 5 > THREAD_INDEX_MAX:
+        return base64.b64encode(above).decode()
+    delta = max(now_ft - (int.from_bytes(above[1:6], "big") << 24), 0)
+    # Delta code 0: bits 18..48 of the difference; 1 (more than about 1.7 years): bits 23..53.
+    block = (delta >> 18) & 0x7FFFFFFF if delta < 1 << 49 else (1 << 31) | ((delta >> 23) & 0x7FFFFFFF)
+    return base64.b64encode(above + block.to_bytes(4, "big") + os.urandom(1)).decode()
+
+
 def under(parent: Outbound | None) -> list[str]:
     """RFC 5322 §3.6.4: a child's References are the parent's References plus the parent's Message-ID."""
     if parent is None:
@@ -59,14 +98,23 @@ def find(session: Session, key: str) -> Outbound | None:
     return session.scalar(select(Outbound).where(Outbound.key == key))
 
 
+def _own_index(session: Session, message_id: str | None) -> str | None:
+    """The Thread-Index of one of our sends, found by its Message-ID."""
+    if not message_id:
+        return None
+    return session.scalar(select(Outbound.thread_index).where(Outbound.message_id == message_id.strip("<>")))
+
+
 def plan(
     session: Session, key: str, kind: str, to: str, domain: str, subject: str,
-    parent: str | None = None, chain: list[str] | None = None, due_at: datetime | None = None, **links,
+    parent: str | None = None, chain: list[str] | None = None, due_at: datetime | None = None,
+    parent_index: str | None = None, **links,
 ) -> Outbound:
     """The one constructor of a ledger row: its key, a new Message-ID, and its place in a thread.
 
-    `parent` is the Message-ID it answers, `chain` the thread above it (oldest first). Planning the same
-    key twice returns the first row, so a message processed twice is sent once.
+    `parent` is the Message-ID it answers, `chain` the thread above it (oldest first), `parent_index`
+    the answered mail's Thread-Index (ours are looked up). Planning the same key twice returns the
+    first row, so a message processed twice is sent once.
     """
     row = find(session, key)
     if row:
@@ -74,7 +122,7 @@ def plan(
     row = Outbound(
         key=key, kind=kind, to_address=to, message_id=new_message_id(domain), subject=subject,
         in_reply_to=parent.strip("<>") if parent else None, references=references([*(chain or []), parent or ""]),
-        due_at=due_at or utcnow(), **links,
+        thread_index=thread_index(parent_index or _own_index(session, parent)), due_at=due_at or utcnow(), **links,
     )
     session.add(row)
     session.flush()

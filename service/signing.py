@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import dkim
 from itsdangerous import BadSignature, URLSafeSerializer
 
 
@@ -53,14 +54,28 @@ def verp_address(bounce_address: str, token: str) -> str:
 DKIM_HEADERS = (
     b"from", b"to", b"subject", b"date", b"message-id", b"in-reply-to", b"references", b"mime-version",
     b"content-type", b"auto-submitted", b"list-unsubscribe", b"list-unsubscribe-post",
+    b"thread-topic", b"thread-index",
 )
+# Signed once more than they occur (RFC 6376 §8.15): a From, Subject or unsubscribe header that a
+# relay or an attacker prepends later breaks the signature instead of riding on it.
+OVERSIGNED = (b"from", b"subject", b"list-unsubscribe", b"list-unsubscribe-post")
 
 
-def dkim_sign(raw: bytes, selector: str, domain: str, private_key: bytes) -> bytes:
-    """Prepend a DKIM-Signature to the final bytes (which must then go out untouched)."""
-    import dkim
+def _signed_headers(raw: bytes) -> list[bytes]:
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    names = [line.split(b":", 1)[0].strip().lower() for line in head.split(b"\r\n") if line[:1] not in (b" ", b"\t")]
+    extra = [name for name in OVERSIGNED for _ in range(names.count(name))]
+    return [*DKIM_HEADERS, *extra]
 
+
+def dkim_sign(raw: bytes, selector: str, domain: str, private_key: bytes, ed25519: bool = False) -> bytes:
+    """Prepend a DKIM-Signature to the final bytes (which must then go out untouched).
+
+    relaxed/relaxed: a relay that rewraps headers or trims line ends keeps the signature valid.
+    """
     signature = dkim.sign(
-        raw, selector.encode(), domain.encode(), private_key, include_headers=list(DKIM_HEADERS)
+        raw, selector.encode(), domain.encode(), private_key, include_headers=_signed_headers(raw),
+        canonicalize=(b"relaxed", b"relaxed"),
+        signature_algorithm=b"ed25519-sha256" if ed25519 else b"rsa-sha256",
     )
     return signature + raw

@@ -152,5 +152,5 @@ def test_what_we_sent_can_be_read_from_the_ledger(world):
         jobs.send(row_id)  # the real send job, to the test SMTP sink
     client = signed_in(world)
     page = text(client.get(f"/admin/outbound/{row_id}"))
-    assert "Re: Roadmap please" in page and "250" in page and "roadmap.pdf" in page
+    assert "Re: Roadmap please" in page and "250" in page and "Execution-Success-Roadmap.pdf" in page
     assert "Hi Bob" in text(client.get(f"/admin/outbound/{row_id}/body"))

@@ -51,7 +51,7 @@ def test_it_answers_a_request_in_thread_with_the_pdf_then_follows_up_and_stops_o
     assert reply.get_body(("plain",)).get_content().startswith("Hi Bob")
     assert reply.get_body(("html",)) is not None
     [attachment] = list(reply.iter_attachments())
-    assert attachment.get_filename() == "roadmap.pdf"
+    assert attachment.get_filename() == "Execution-Success-Roadmap.pdf"
     assert attachment.get_content() == PDF
 
     follow_up = _drive(app, sink, 2)[1]
