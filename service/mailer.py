@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import smtplib
@@ -16,6 +17,7 @@ from html import escape
 from pathlib import Path
 
 from flask import render_template
+from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
@@ -105,9 +107,15 @@ def unsubscribe_address(settings: dict) -> str:
     return f"{local}+unsubscribe@{domain}"
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(source: str, html: bool) -> Template:
+    """Compiling costs more than rendering, and a campaign's few texts are rendered for every send."""
+    return (_html_sandbox if html else _sandbox).from_string(source)
+
+
 def render_content(source: str | None, context: dict, html: bool = False) -> str:
     """Render an admin-editable template in Jinja's sandbox (HTML ones with autoescaping)."""
-    return (_html_sandbox if html else _sandbox).from_string(source).render(context) if source else ""
+    return _compiled(source, html).render(context) if source else ""
 
 
 def context(contact: Contact, campaign: Campaign, settings: dict) -> dict:
