@@ -91,8 +91,11 @@ def next_open(moment: datetime, window: str | None, timezone: str) -> datetime:
 def attachment_name(asset: Asset) -> str:
     """What the prospect's mail client shows: the asset's display name, else the magnet's name
     ("Execution-Success-Roadmap.pdf"), never the upload's "roadmap.pdf"."""
-    if asset.display_name:
-        return asset.display_name
+    return asset.display_name or default_name(asset)
+
+
+def default_name(asset: Asset) -> str:
+    """The name a file goes by when the admin gave it none: the campaign's, with the file's suffix."""
     words = re.findall(r"[^\W_]+", asset.campaign.name) if asset.campaign else []
     suffix = Path(asset.filename).suffix
     return f"{'-'.join(words)}{suffix}" if words else asset.filename
@@ -108,6 +111,38 @@ def delivery(campaign: Campaign, settings: dict) -> tuple[list[Asset], list[Asse
         if sum(len(a.data) for a in assets) > limit:
             return [], assets
     return assets, []
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+SIZE_MAX = 2**31 - 1  # the column is a 32-bit integer on PostgreSQL
+
+
+def parse_size(value: int | str, label: str = "size") -> int:
+    """5242880, "5MB", "500 KB" → bytes (KB and MB are 1024-based, as LINK_ABOVE_MB is)."""
+    match = None if isinstance(value, bool) else _SIZE.match(str(value))
+    if not match:
+        raise CampaignError(f"{label} {value!r} must look like 500KB or 5MB")
+    size = round(float(match[1]) * _SIZE_UNITS[(match[2] or "b").lower()])
+    if not 0 < size <= SIZE_MAX:
+        raise CampaignError(f"{label} {value!r} must be more than nothing and at most 2 GB")
+    return size
+
+
+def format_size(size: int) -> str:
+    """The shortest exact spelling `parse_size` reads back: 5242880 → "5MB"."""
+    for unit in ("gb", "mb", "kb"):
+        if size % _SIZE_UNITS[unit] == 0:
+            return f"{size // _SIZE_UNITS[unit]}{unit.upper()}"
+    return str(size)
+
+
+def check_display_name(name: str, where: str) -> None:
+    """A name for a file the prospect downloads: a plain file name, never a path or a header trick."""
+    if len(name) > 255:
+        raise CampaignError(f"{where}: the name {name[:40]!r}… is longer than 255 characters")
+    if any(c in name for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in name) or name in (".", ".."):
+        raise CampaignError(f"{where}: the name {name!r} must be a plain file name, without / or \\")
 
 
 def rules(session: Session) -> list[CampaignRule]:
@@ -159,6 +194,7 @@ def _apply(campaign: Campaign, entry: dict, where: str) -> None:
     campaign.magnet_subject = _require(magnet, "subject", f"{where} magnet")
     campaign.magnet_text = _require(magnet, "text", f"{where} magnet")
     campaign.magnet_html = magnet.get("html")
+    _apply_delivery(campaign, magnet, where)
     sending = entry.get("sending") or {}
     campaign.window = sending.get("window")
     campaign.timezone = sending.get("timezone") or "UTC"
@@ -167,6 +203,34 @@ def _apply(campaign: Campaign, entry: dict, where: str) -> None:
     zone(campaign.timezone)
     for label in ("subject", "text", "html"):
         check_template(f"{where} magnet {label}", magnet.get(label))
+
+
+def _apply_delivery(campaign: Campaign, magnet: dict, where: str) -> None:
+    asked = magnet.get("delivery")
+    campaign.delivery = str(asked or ATTACH).strip().lower()
+    if campaign.delivery not in DELIVERIES:
+        raise CampaignError(f"{where} magnet: delivery {asked!r} must be one of {', '.join(DELIVERIES)}")
+    above = magnet.get("link_above")
+    size = parse_size(above, f"{where} magnet: link_above") if above not in (None, "") else None
+    # Only "auto" weighs the files; a limit kept under another mode would come back as a surprise.
+    campaign.link_above = size if campaign.delivery == AUTO else None
+
+
+def _attachments(magnet: dict, where: str) -> list[tuple[str, str | None]]:
+    """(file, name the prospect sees) per entry: "roadmap.pdf" or {file: roadmap.pdf, name: Roadmap.pdf}."""
+    found = []
+    for raw in magnet.get("attachments") or []:
+        if isinstance(raw, dict):
+            name = str(raw["name"]).strip() if raw.get("name") not in (None, "") else None
+            file = _require(raw, "file", f"{where} attachment")
+        else:
+            file, name = raw, None
+        if name is not None:
+            check_display_name(name, f"{where} attachment {file!r}")
+        if any(str(file) == seen for seen, _ in found):
+            raise CampaignError(f"{where}: attachment {file!r} is listed twice")
+        found.append((str(file), name))
+    return found
 
 
 def _steps(entry: dict, where: str) -> list[Step]:
@@ -228,19 +292,31 @@ def _import_one(session: Session, entry: dict, folder: Path, max_bytes: int, kee
     campaign = by_slug(session, slug) or Campaign(slug=slug, priority=_next_priority(session))
     _apply(campaign, entry, where)
     steps = _steps(entry, where)
-    names = entry["magnet"].get("attachments") or []
-    kept = {n: _stored(session, campaign, n) for n in names} if keep_current else {}
-    assets = [_asset(folder, n, where, max_bytes, kept.get(n)) for n in names]
+    files = _attachments(entry["magnet"], where)
+    kept = {n: _stored(session, campaign, n) for n, _ in files} if keep_current else {}
+    assets = [_asset(folder, n, where, max_bytes, kept.get(n)) for n, _ in files]
+    for asset, (_, name) in zip(assets, files, strict=True):
+        asset.display_name = name
     campaign.steps.clear()
-    campaign.assets.clear()
     session.add(campaign)
     session.flush()
     campaign.steps.extend(steps)
-    for position, asset in enumerate(assets):
-        asset.position = position
-        campaign.assets.append(asset)
+    _place_assets(campaign, assets)
     session.flush()
     return campaign
+
+
+def _place_assets(campaign: Campaign, assets: list[Asset]) -> None:
+    """Make `assets` the campaign's files, in order. A file of a name it has already updates that row:
+    the row's id is in every download link sent for it, and those links must keep working."""
+    own = {a.filename: a for a in campaign.assets}
+    placed = []
+    for position, new in enumerate(assets):
+        asset = own.get(new.filename, new)
+        asset.content_type, asset.data, asset.sha256 = new.content_type, new.data, new.sha256
+        asset.display_name, asset.position = new.display_name, position
+        placed.append(asset)
+    campaign.assets[:] = placed
 
 
 def _stored(session: Session, campaign: Campaign, name: str) -> Asset | None:
@@ -266,7 +342,12 @@ def _export_one(c: Campaign) -> dict:
     magnet = {"subject": c.magnet_subject, "text": c.magnet_text}
     if c.magnet_html:
         magnet["html"] = c.magnet_html
-    magnet["attachments"] = [a.filename for a in c.assets]
+    if c.delivery and c.delivery != ATTACH:
+        magnet["delivery"] = c.delivery
+    if c.link_above is not None:
+        magnet["link_above"] = format_size(c.link_above)
+    magnet["attachments"] = [{"file": a.filename, "name": a.display_name} if a.display_name else a.filename
+                             for a in c.assets]
     entry = {
         "slug": c.slug,
         "name": c.name,
@@ -339,13 +420,24 @@ def add_asset(session: Session, campaign: Campaign, filename: str, data: bytes, 
         raise CampaignError(f"{filename} is empty")
     if len(data) > limit:
         raise CampaignError(f"{filename} is {len(data) / 1e6:.1f} MB; attachments are limited to {limit / 1e6:.0f} MB")
-    for old in [a for a in campaign.assets if a.filename == filename]:
-        campaign.assets.remove(old)
-    session.flush()  # the old row goes first: SQLAlchemy would insert before deleting (unique name)
-    kind = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-    asset = Asset(filename=filename, content_type=kind, data=data, sha256=hashlib.sha256(data).hexdigest(),
-                  position=len(campaign.assets))
-    campaign.assets.append(asset)
+    asset = next((a for a in campaign.assets if a.filename == filename), None)
+    if asset is None:
+        asset = Asset(filename=filename, position=len(campaign.assets))
+        campaign.assets.append(asset)
+    # The same row for the same name: download links already sent for it keep working, and bring the new file.
+    asset.content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+    asset.data, asset.sha256 = data, hashlib.sha256(data).hexdigest()
+    return asset
+
+
+def name_asset(campaign: Campaign, asset_id: int, name: str) -> Asset | None:
+    """Set the name the prospect sees on one of the magnet's files (empty: named after the campaign);
+    None if the file is not this campaign's."""
+    asset = next((a for a in campaign.assets if a.id == asset_id), None)
+    if asset is not None:
+        name = name.strip()
+        check_display_name(name, asset.filename)
+        asset.display_name = name or None
     return asset
 
 
@@ -398,6 +490,7 @@ def _plain_attachment_names(text: str) -> None:
     for entry in entries if isinstance(entries, list) else []:
         magnet = entry.get("magnet") if isinstance(entry, dict) else None
         names = magnet.get("attachments") if isinstance(magnet, dict) else None
-        for name in names if isinstance(names, list) else []:
+        for raw in names if isinstance(names, list) else []:
+            name = raw.get("file") if isinstance(raw, dict) else raw
             if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
                 raise CampaignError(f"attachment {name!r}: give a file name, not a path")

@@ -21,9 +21,9 @@ from jinja2 import Template
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
-from . import campaigns, downloads
+from . import campaigns
 from .models import Asset, Campaign, Contact, Outbound, Step
-from .signing import dkim_sign, unsubscribe_token, verp_address, verp_token
+from .signing import dkim_sign, download_token, unsubscribe_token, verp_address, verp_token
 
 log = logging.getLogger(__name__)
 LOOP_HEADER = "X-Follow-Through-Loop"
@@ -118,11 +118,15 @@ def render_content(source: str | None, context: dict, html: bool = False) -> str
     return _compiled(source, html).render(context) if source else ""
 
 
-def context(contact: Contact, campaign: Campaign, settings: dict) -> dict:
+def context(contact: Contact, campaign: Campaign, settings: dict, magnet: bool = True) -> dict:
+    """What templates see. `magnet.attached` / `magnet.linked` let the text say "attached" or "below"
+    truthfully (a follow-up carries neither)."""
+    attached, linked = campaigns.delivery(campaign, settings) if magnet else ([], [])
     return {
         "contact": {"first_name": contact.first_name, "name": contact.name, "email": contact.email},
         "campaign": {"name": campaign.name, "slug": campaign.slug},
         "consultant": {"name": settings["CONSULTANT_NAME"], "company": settings["CONSULTANT_COMPANY"]},
+        "magnet": {"attached": bool(attached), "linked": bool(linked)},
     }
 
 
@@ -173,7 +177,7 @@ def _downloads(row: Outbound, assets: list[Asset], settings: dict) -> list[dict]
     """What the mail offers as links: the name the prospect sees, the size, the signed URL."""
     return [
         {"name": campaigns.attachment_name(a), "size": _size(len(a.data)),
-         "url": downloads.link(settings, row.id or 0, a.id or 0)}
+         "url": f"{settings['BASE_URL']}/d/{download_token(settings['SECRET_KEY'], row.id or 0, a.id or 0)}"}
         for a in assets
     ]
 
@@ -183,13 +187,12 @@ def compose(
 ) -> EmailMessage:
     """The complete message for a ledger row, with threading and RFC 8058 headers."""
     contact = contact or sample_contact(row.to_address)
-    ctx = context(contact, campaign, settings)
+    magnet = row.kind == "magnet" or (row.kind == "test" and step is None)
+    attached, linked = campaigns.delivery(campaign, settings) if magnet else ([], [])
+    ctx = context(contact, campaign, settings, magnet)
     text_src, html_src = (step.text, step.html) if step else (campaign.magnet_text, campaign.magnet_html)
     body = render_content(text_src, ctx)
     html = render_content(html_src, ctx, html=True) if html_src else _html_from_text(body)
-    attached, linked = campaigns.delivery(campaign, settings) if row.kind in ("magnet", "test") else ([], [])
-    if row.kind == "test" and step is not None:
-        attached, linked = [], []
     token = unsubscribe_token(settings["SECRET_KEY"], contact.id)
     link = f"{settings['BASE_URL']}/u/{token}"
     # The token rides in the subject: a client may send from another address of the same person.

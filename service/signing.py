@@ -1,4 +1,5 @@
-"""Signed tokens: unsubscribe links and VERP bounce addresses, each scoped to its purpose."""
+"""Signed tokens: unsubscribe links, download links and VERP bounce addresses, each scoped to its purpose;
+and the DKIM signature."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hashlib
 import hmac
 
 import dkim
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 
 def _serializer(secret: str, purpose: str) -> URLSafeSerializer:
@@ -24,6 +25,29 @@ def read_unsubscribe_token(secret: str, token: str) -> int | None:
     except BadSignature:
         return None
     return value if isinstance(value, int) else None
+
+
+def download_token(secret: str, outbound_id: int, asset_id: int) -> str:
+    """A dated token naming the send that carried a download link and the file it offers."""
+    return URLSafeTimedSerializer(secret, salt="follow-through:download").dumps([outbound_id, asset_id])
+
+
+def read_download_token(secret: str, text: str, max_age_days: int) -> tuple[tuple[int, int] | None, bool]:
+    """((outbound id, asset id), expired) for a genuine token; (None, False) for a forged or damaged one.
+
+    An expired token still names its send, so the page can offer a fresh link to the right person.
+    """
+    serializer = URLSafeTimedSerializer(secret, salt="follow-through:download")
+    try:
+        value, expired = serializer.loads(text, max_age=max_age_days * 86400), False
+    except SignatureExpired as exc:
+        # A genuine signature, only old; itsdangerous hands back the payload still encoded.
+        value, expired = serializer.load_payload(exc.payload), True
+    except BadSignature:
+        return None, False
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)):
+        return None, False
+    return (value[0], value[1]), expired
 
 
 def _mac(secret: str, text: str) -> str:

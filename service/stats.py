@@ -23,13 +23,14 @@ REVIEW_STATES = ("review", "quarantined")
 FUNNEL = (
     ("Asked", ("request",)),
     ("Got the magnet", ("magnet_sent",)),
+    ("Downloaded", ("downloaded",)),  # a download link's first GET; an attached file is not counted
     ("Got a follow-up", ("followup_sent",)),
     ("Replied", ("replied",)),
     ("Unsubscribed", ("unsubscribed",)),
     ("Bounced", ("bounce_hard", "bounce_soft")),
     ("Complained", ("complaint",)),
 )
-MAIN_STEPS = 4  # the first four are the funnel proper; the rest are the ways out
+MAIN_STEPS = 5  # the first five are the funnel proper; the rest are the ways out
 PEOPLE_NOTE = "people, each counted once per step"
 CHART_KINDS = {"request": "Asked", "replied": "Replied"}
 

@@ -1,11 +1,16 @@
-"""Public routes: one-click unsubscribe (RFC 8058) and the health check."""
+"""Public routes: one-click unsubscribe (RFC 8058), the magnet's download links and the health check."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request
-from sqlalchemy import select, text
+import io
 
-from . import queue
+from flask import Blueprint, abort, current_app, jsonify, make_response, render_template, request, send_file
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+
+from . import downloads, queue
+from .campaigns import attachment_name
+from .enrollments import EnrollmentError
 from .extensions import csrf, db
 from .intake import unsubscribe
 from .models import Contact, MailboxState, utcnow
@@ -38,6 +43,64 @@ def unsubscribe_now(token: str):
         unsubscribe(db.session, contact.email, how)
         db.session.commit()
     return render_template("unsubscribe.html", contact=contact, token=token, done=True)
+
+
+# What a link that leads nowhere answers: forged or damaged, its send or person erased, its file removed.
+_DEAD_ENDS = {downloads.FORGED: 404, downloads.VOID: 404, downloads.REMOVED: 410}
+
+
+def _private(response):
+    """A download or its page is one person's: never cached on the way, never indexed."""
+    response.headers["Cache-Control"] = "private, no-store"
+    response.headers["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def _page(state: str, token: str, status: int = 200, **values):
+    return _private(make_response(render_template("download.html", state=state, token=token, **values), status))
+
+
+def _found(token: str) -> downloads.Found:
+    found = downloads.find(db.session, current_app.config, token)
+    if found.state in _DEAD_ENDS:
+        abort(_page(found.state, token, _DEAD_ENDS[found.state]))
+    return found
+
+
+@bp.get("/d/<token>")
+def download(token: str):
+    """The magnet's file itself, no redirect; the person's first GET is counted (a HEAD, as scanners send, never)."""
+    found = _found(token)
+    if found.state == downloads.EXPIRED:
+        return _page("expired", token, refusal=downloads.refusal(db.session, found.row))
+    if request.method == "GET" and downloads.record_download(db.session, found.row, found.asset):
+        db.session.commit()
+    asset = found.asset
+    response = send_file(io.BytesIO(asset.data), mimetype=asset.content_type, as_attachment=True,
+                         download_name=attachment_name(asset), etag=False)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return _private(response)
+
+
+@bp.post("/d/<token>")
+@csrf.exempt  # the person has no session here; only a genuine token that has expired does anything
+def download_fresh(token: str):
+    """The expired page's "Send me a fresh link": plans the magnet again, at most once a day per person."""
+    found = _found(token)
+    if found.state != downloads.EXPIRED:
+        return _page("valid", token)
+    try:
+        row = downloads.request_fresh(db.session, found.row, current_app.config["MAIL_DOMAIN"])
+        db.session.commit()
+    except EnrollmentError as exc:
+        db.session.rollback()
+        return _page("expired", token, refusal=str(exc))
+    except IntegrityError:  # a second click in the same instant planned the same fresh row
+        db.session.rollback()
+        row = None
+    if row is not None:
+        queue.queue_send(row)
+    return _page("sent" if row else "already", token)
 
 
 @bp.get("/healthz")

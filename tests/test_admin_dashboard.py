@@ -45,6 +45,7 @@ def _funnel(app) -> dict[str, list[int]]:
 def test_the_funnel_counts_the_people_at_each_step_for_7_30_and_90_days(world):
     _events(world, "request", [0, 3, 10, 45, 120])
     _events(world, "magnet_sent", [0, 10])
+    _events(world, "downloaded", [8])
     _events(world, "followup_sent", [20])
     _events(world, "replied", [1, 60])
     _events(world, "unsubscribed", [2])
@@ -52,8 +53,8 @@ def test_the_funnel_counts_the_people_at_each_step_for_7_30_and_90_days(world):
     _events(world, "bounce_soft", [50])
     _events(world, "test_sent", [0])  # a test send is no magnet
     assert _funnel(world) == {
-        "Asked": [2, 3, 4], "Got the magnet": [1, 2, 2], "Got a follow-up": [0, 1, 1], "Replied": [1, 1, 2],
-        "Unsubscribed": [1, 1, 1], "Bounced": [1, 1, 2], "Complained": [0, 0, 0],
+        "Asked": [2, 3, 4], "Got the magnet": [1, 2, 2], "Downloaded": [0, 1, 1], "Got a follow-up": [0, 1, 1],
+        "Replied": [1, 1, 2], "Unsubscribed": [1, 1, 1], "Bounced": [1, 1, 2], "Complained": [0, 0, 0],
     }
     page = text(signed_in(world).get("/admin/"))
     assert re.search(r"Asked</th>\s*<td class=\"num\">2</td><td class=\"num\">3</td><td class=\"num\">4</td>", page)

@@ -228,6 +228,7 @@ def test_the_magnet_goes_as_a_link_an_attachment_or_by_its_size(world, sink, del
     assert (b"application/pdf" in raw) is not linked
     url = re.search(r"https://desk\.acumen\.example/d/[A-Za-z0-9_.-]+", msg.get_body(("plain",)).get_content())
     assert bool(url) is linked
+    assert ("attached as a" in msg.get_body(("plain",)).get_content()) is not linked, "the text tells the truth"
     if linked:
         assert url.group(0) in msg.get_body(("html",)).get_content()
         assert "Download Execution-Success-Roadmap.pdf" in msg.get_body(("plain",)).get_content()

@@ -118,6 +118,7 @@ def _context(first_name: str | None) -> dict:
         "contact": {"first_name": first_name, "name": name, "email": "dana@example.com"},
         "campaign": {"name": "Execution Success Roadmap", "slug": "execution-roadmap"},
         "consultant": {"name": "Ken Thoreson", "company": "Acumen Management Group"},
+        "magnet": {"attached": True, "linked": False},
     }
 
 

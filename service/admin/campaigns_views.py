@@ -22,7 +22,7 @@ from .. import campaigns, contacts, queue, stats
 from ..extensions import db
 from ..models import Campaign
 from . import back, bp, confirm, forms, framed, preview
-from .forms import AssetForm, CampaignForm, TestSendForm, YamlImportForm
+from .forms import AssetForm, AssetNameForm, CampaignForm, TestSendForm, YamlImportForm
 
 NEW_CAMPAIGN = {
     "active": False, "timezone": "UTC", "window": "mon-fri 08:00-18:00", "steps": [],
@@ -83,7 +83,9 @@ def _page(form: CampaignForm, campaign: Campaign | None, status: int = 200):
         steps = [(str(s.position), f"Follow-up {s.position}: {s.subject}") for s in campaign.steps]
         test_form.which.choices = [("magnet", "The magnet"), *steps]
         numbers = stats.campaign_stats(db.session, campaign)
-        extra = {"numbers": numbers, "asset_form": AssetForm(), "test_form": test_form}
+        linked = campaigns.delivery(campaign, current_app.config)[1]
+        extra = {"numbers": numbers, "asset_form": AssetForm(), "test_form": test_form, "linked": bool(linked),
+                 "default_names": {a.id: campaigns.default_name(a) for a in campaign.assets}}
     return render_template("admin/campaign_edit.html", form=form, campaign=campaign, people_note=stats.PEOPLE_NOTE,
                            **extra), status
 
@@ -153,6 +155,22 @@ def campaign_asset_add(campaign_id: int):
         return redirect(_here(campaign))
     db.session.commit()
     flash(f"{asset.filename} is attached to the magnet.", "ok")
+    return redirect(_here(campaign))
+
+
+@bp.post("/campaigns/<int:campaign_id>/assets/<int:asset_id>/name")
+def campaign_asset_name(campaign_id: int, asset_id: int):
+    campaign, form = _campaign(campaign_id), AssetNameForm()
+    try:
+        if not form.validate_on_submit():
+            raise campaigns.CampaignError("; ".join(form.name.errors) or "the form expired, try again")
+        asset = campaigns.name_asset(campaign, asset_id, form.name.data or "") or abort(404)
+    except campaigns.CampaignError as exc:
+        db.session.rollback()
+        flash(f"Name not saved: {exc}.", "error")
+        return redirect(_here(campaign))
+    db.session.commit()
+    flash(f"Prospects get {asset.filename} as {campaigns.attachment_name(asset)}.", "ok")
     return redirect(_here(campaign))
 
 

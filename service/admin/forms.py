@@ -52,6 +52,13 @@ def _window(form, field) -> None:
         raise ValidationError(str(exc)) from exc
 
 
+def _size(form, field) -> None:
+    try:
+        campaigns.parse_size(field.data)
+    except campaigns.CampaignError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
 def _addresses(form, field) -> None:
     bad = [a for a in lines(field.data) if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", a)]
     if bad:
@@ -78,6 +85,12 @@ TRIGGER_MODES = (
     SelectChoice("address-only", "Only mail to the trigger address"),
 )
 DEFAULT_TRIGGER_MODE = TRIGGER_MODES[0].value
+# The values are the campaign file's `magnet.delivery`; the first is the default.
+DELIVERIES = (
+    SelectChoice(campaigns.ATTACH, "Attach the file"),
+    SelectChoice(campaigns.LINK, "Send a download link"),
+    SelectChoice(campaigns.AUTO, "Attach up to a size, link above it"),
+)
 
 
 class CampaignForm(FlaskForm):
@@ -94,6 +107,10 @@ class CampaignForm(FlaskForm):
     magnet_text = TextAreaField("Text", [DataRequired(), _template])
     magnet_html = TextAreaField("HTML (optional)", [Optional(), _template],
                                 description="Without it, the text is turned into simple HTML.")
+    delivery = SelectField("How the magnet travels", choices=list(DELIVERIES), default=campaigns.ATTACH)
+    link_above = StringField("Link when the files weigh more than", [Optional(), Length(max=20), _size],
+                             description="Only for “Attach up to a size”: e.g. 5MB or 500KB, all files together; "
+                                         "empty: the server's default.")
     window = StringField("Sending window (optional)", [Optional(), _window],
                          description="Follow-ups wait for it, e.g. mon-fri 08:00-18:00.")
     timezone = SelectField("Timezone of the window", default="UTC")
@@ -115,7 +132,8 @@ class CampaignForm(FlaskForm):
                          "mode": self.trigger_mode.data or DEFAULT_TRIGGER_MODE},
             "magnet": {
                 "subject": self.magnet_subject.data, "text": self.magnet_text.data,
-                "html": self.magnet_html.data or None,
+                "html": self.magnet_html.data or None, "delivery": self.delivery.data or campaigns.ATTACH,
+                "link_above": (self.link_above.data or "").strip() or None,
             },
             "steps": [{**s, "html": s.get("html") or None} for s in self.steps.data],
             "sending": {"window": (self.window.data or "").strip() or None, "timezone": self.timezone.data or "UTC"},
@@ -145,6 +163,8 @@ def campaign_data(campaign: Campaign) -> dict:
         "trigger_mode": campaign.trigger_mode or DEFAULT_TRIGGER_MODE,
         "magnet_subject": campaign.magnet_subject, "magnet_text": campaign.magnet_text,
         "magnet_html": campaign.magnet_html or "", "window": campaign.window or "", "timezone": campaign.timezone,
+        "delivery": campaign.delivery or campaigns.ATTACH,
+        "link_above": campaigns.format_size(campaign.link_above) if campaign.link_above else "",
         "steps": [
             {"after": s.after, "subject": s.subject, "text": s.text, "html": s.html or ""} for s in campaign.steps
         ],
@@ -162,6 +182,10 @@ def _zones() -> list[tuple[str, str]]:
 
 class AssetForm(FlaskForm):
     file = FileField("File to attach to the magnet", [FileRequired()])
+
+
+class AssetNameForm(FlaskForm):
+    name = StringField("Name the prospect sees", [Length(max=255)])
 
 
 class TestSendForm(FlaskForm):
