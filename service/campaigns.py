@@ -101,16 +101,21 @@ def default_name(asset: Asset) -> str:
     return f"{'-'.join(words)}{suffix}" if words else asset.filename
 
 
+def travels(campaign: Campaign, settings: dict) -> str:
+    """How the campaign's files go out: ATTACH or LINK (AUTO decided by their size in all)."""
+    if campaign.delivery == LINK:
+        return LINK
+    if campaign.delivery == AUTO:
+        limit = campaign.link_above if campaign.link_above is not None else settings["LINK_ABOVE_MB"] * 1024 * 1024
+        if sum(len(a.data) for a in campaign.assets) > limit:
+            return LINK
+    return ATTACH
+
+
 def delivery(campaign: Campaign, settings: dict) -> tuple[list[Asset], list[Asset]]:
     """(attached, linked): the campaign's files split by its delivery mode."""
     assets = list(campaign.assets)
-    if campaign.delivery == LINK:
-        return [], assets
-    if campaign.delivery == AUTO:
-        limit = campaign.link_above if campaign.link_above is not None else settings["LINK_ABOVE_MB"] * 1024 * 1024
-        if sum(len(a.data) for a in assets) > limit:
-            return [], assets
-    return assets, []
+    return (assets, []) if travels(campaign, settings) == ATTACH else ([], assets)
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]?b)?\s*$", re.IGNORECASE)

@@ -121,12 +121,12 @@ def render_content(source: str | None, context: dict, html: bool = False) -> str
 def context(contact: Contact, campaign: Campaign, settings: dict, magnet: bool = True) -> dict:
     """What templates see. `magnet.attached` / `magnet.linked` let the text say "attached" or "below"
     truthfully (a follow-up carries neither)."""
-    attached, linked = campaigns.delivery(campaign, settings) if magnet else ([], [])
+    mode = campaigns.travels(campaign, settings) if magnet else None
     return {
         "contact": {"first_name": contact.first_name, "name": contact.name, "email": contact.email},
         "campaign": {"name": campaign.name, "slug": campaign.slug},
         "consultant": {"name": settings["CONSULTANT_NAME"], "company": settings["CONSULTANT_COMPANY"]},
-        "magnet": {"attached": bool(attached), "linked": bool(linked)},
+        "magnet": {"attached": mode == campaigns.ATTACH, "linked": mode == campaigns.LINK},
     }
 
 

@@ -37,7 +37,7 @@ def sequence(entry: dict, contact: Contact, settings: dict) -> list[Rendered]:
     campaign = Campaign(
         name=entry.get("name") or "Untitled campaign", slug=entry.get("slug") or "draft",
         magnet_subject=magnet.get("subject") or "", magnet_text=magnet.get("text") or "",
-        magnet_html=magnet.get("html") or None,
+        magnet_html=magnet.get("html") or None, delivery=magnet.get("delivery") or "attach",
     )
     mails = [_render(campaign, None, contact, settings, "The magnet", "at once, in reply to the request")]
     for n, raw in enumerate(entry.get("steps") or [], start=1):
