@@ -12,11 +12,16 @@ import secrets
 from email.utils import parseaddr
 from pathlib import Path
 
+import click
 from dotenv import load_dotenv
 
 
-class ConfigError(RuntimeError):
-    """A setting is missing or malformed."""
+class ConfigError(click.ClickException, RuntimeError):
+    """A setting is missing or malformed.
+
+    A ClickException, so a `flask` command that cannot build the app prints the one line and exits 1
+    instead of a traceback.
+    """
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
@@ -173,3 +178,21 @@ def finish(settings: dict) -> None:
     secure = settings["BASE_URL"].startswith("https://")
     settings["SESSION_COOKIE_SECURE"] = secure
     settings["REMEMBER_COOKIE_SECURE"] = secure
+    if settings.get("PRODUCTION"):
+        _production_guardrails(settings)
+
+
+def _placeholder_domain(domain: str) -> bool:
+    """RFC 2606 and RFC 6761 names: no receiver accepts mail from them, and replies go nowhere."""
+    labels = domain.lower().split(".")
+    return labels[-1] in ("localhost", "example", "test", "invalid") or (len(labels) >= 2 and labels[-2] == "example")
+
+
+def _production_guardrails(settings: dict) -> None:
+    """Refuse to start on settings that only make sense on a laptop, naming the setting."""
+    if not settings["BASE_URL"].startswith("https://"):
+        # Unsubscribe links and RFC 8058 one-click POSTs must be https; so must the admin's cookies.
+        raise ConfigError(f"BASE_URL must be https in production, got {settings['BASE_URL']!r}")
+    if _placeholder_domain(settings["MAIL_DOMAIN"]):
+        where = settings["MAIL_FROM"]
+        raise ConfigError(f"MAIL_FROM must not be on localhost or example.* in production, got {where!r}")

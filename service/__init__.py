@@ -12,6 +12,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config
 
+from . import mailcheck
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,6 +37,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     _init_extensions(app)
     _register(app)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    mailcheck.log_warnings(app.config)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Flask commands: campaigns import/export, classify, create-admin, up."""
+"""Flask commands: campaigns import/export, classify, create-admin, check-mail, up."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from flask_migrate import upgrade
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from . import ROOT, campaigns, queue, users
+from . import ROOT, campaigns, mailcheck, queue, users
 from .extensions import db
 from .inbound import classify as classify_message
 from .intake import identity
@@ -93,6 +93,26 @@ def create_admin(email: str) -> None:
     click.echo(f"created admin {email.strip().lower()}")
 
 
+@click.command("check-mail")
+@click.option("--to", "to", metavar="ADDRESS", help="Also send every built message to ADDRESS.")
+@click.option("--no-dns", is_flag=True, help="Skip the DNS lookups (published DKIM key, SPF, DMARC).")
+@with_appcontext
+def check_mail(to: str | None, no_dns: bool) -> None:
+    """Build each active campaign's magnet and first follow-up and check them strictly; exit 1 on a failure."""
+    if to is not None and "@" not in to:
+        raise click.BadParameter(f"{to!r} is not an address", param_hint="--to")
+    settings = current_app.config
+    built = mailcheck.build(db.session, settings, to or mailcheck.SAMPLE_ADDRESS)
+    checks = mailcheck.report(built, settings, None if no_dns else mailcheck.txt_records)
+    if to:
+        checks += mailcheck.send(built, settings, to)
+    for check in checks:
+        click.echo(check.line())
+    click.echo(mailcheck.summary(checks))
+    if mailcheck.failed(checks):
+        sys.exit(1)
+
+
 def first_run(app: Flask) -> None:
     """Schema, the default campaign and a first admin, each only when missing."""
     upgrade(directory=str(ROOT / "service" / "migrations"))
@@ -134,5 +154,5 @@ def up() -> None:
 
 
 def register(app: Flask) -> None:
-    for command in (campaigns_group, classify, create_admin, up):
+    for command in (campaigns_group, classify, create_admin, check_mail, up):
         app.cli.add_command(command)

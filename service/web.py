@@ -8,7 +8,7 @@ from flask import Blueprint, abort, current_app, jsonify, make_response, render_
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from . import downloads, queue
+from . import downloads, mailcheck, queue
 from .campaigns import attachment_name
 from .enrollments import EnrollmentError
 from .extensions import csrf, db
@@ -105,8 +105,9 @@ def download_fresh(token: str):
 
 @bp.get("/healthz")
 def healthz():
-    """Database, Redis and the poller's lag, as JSON; 503 when the database is down."""
-    report = {"database": _check_db(), "redis": _check_redis(), "poller": _poller()}
+    """Database, Redis, the poller's lag and deployment warnings (no DKIM), as JSON; 503 when the database is down."""
+    report = {"database": _check_db(), "redis": _check_redis(), "poller": _poller(),
+              "warnings": mailcheck.warnings(current_app.config)}
     return jsonify(report), 200 if report["database"] == "ok" else 503
 
 

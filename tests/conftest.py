@@ -7,7 +7,9 @@ tables, an empty Redis, an empty SMTP sink and an empty INBOX.
 
 from __future__ import annotations
 
+import base64
 import os
+import subprocess
 
 import pytest
 from flask_migrate import upgrade
@@ -95,6 +97,17 @@ def settings(_schema, redis_server, sink, tmp_path):
         "WTF_CSRF_ENABLED": True,
         "TESTING": True,
     }
+
+
+@pytest.fixture(scope="session")
+def dkim_key(tmp_path_factory) -> tuple[str, bytes]:
+    """A fresh RSA key, and the TXT record openssl says publishes it."""
+    folder = tmp_path_factory.mktemp("dkim")
+    subprocess.run(["openssl", "genrsa", "-out", folder / "key.pem", "2048"], check=True, capture_output=True)
+    public = subprocess.run(
+        ["openssl", "rsa", "-in", folder / "key.pem", "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
+    return (folder / "key.pem").read_text(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
 @pytest.fixture

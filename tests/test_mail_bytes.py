@@ -22,7 +22,6 @@ from service import intake, mailer, outbound
 from service.extensions import db
 from service.models import Campaign, Contact, Event, Outbound
 from service.queue import queue_inbound
-from tests.test_sending import dkim_key  # noqa: F401  (a fixture)
 from tests.world import parse, run_worker
 
 # Exchange Online's Message-IDs run past 78 columns, which Python's folder would encode.
@@ -276,7 +275,7 @@ def _dns(record: bytes, selector: bytes = b"ft2026"):
     return lookup
 
 
-def test_dkim_is_relaxed_relaxed_and_oversigns_from_subject_and_unsubscribe(make_app, sink, dkim_key):  # noqa: F811
+def test_dkim_is_relaxed_relaxed_and_oversigns_from_subject_and_unsubscribe(make_app, sink, dkim_key):
     from tests.conftest import DEFAULT_YAML, _load
 
     private, record = dkim_key
@@ -303,7 +302,7 @@ def test_dkim_is_relaxed_relaxed_and_oversigns_from_subject_and_unsubscribe(make
     assert not dkim.verify(forged, dnsfunc=_dns(record))
 
 
-def test_an_ed25519_signature_rides_beside_the_rsa_one(make_app, sink, dkim_key):  # noqa: F811
+def test_an_ed25519_signature_rides_beside_the_rsa_one(make_app, sink, dkim_key):
     from tests.conftest import DEFAULT_YAML, _load
 
     private, record = dkim_key

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 
 import dkim
-import pytest
 from sqlalchemy import select, update
 
 from service import contacts, intake, throttle
@@ -45,18 +43,6 @@ def test_what_we_send_is_strict_rfc_5322_with_the_loop_and_suppress_headers(worl
     assert strict["X-Auto-Response-Suppress"] == "OOF, AutoReply"
     assert strict["X-Follow-Through-Loop"] == "acumen.example"
     assert not any(part.defects for part in strict.walk())
-
-
-@pytest.fixture(scope="module")
-def dkim_key(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dkim")
-    subprocess.run(["openssl", "genrsa", "-out", folder / "key.pem", "2048"], check=True, capture_output=True)
-    public = subprocess.run(
-        ["openssl", "rsa", "-in", folder / "key.pem", "-pubout", "-outform", "DER"], check=True, capture_output=True
-    ).stdout
-    import base64
-
-    return (folder / "key.pem").read_text(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
 def test_dkim_signs_the_unsubscribe_headers_and_verifies_against_the_public_key(make_app, sink, dkim_key):

@@ -57,6 +57,16 @@ def test_healthz_reports_database_redis_and_poller(app):
     assert report.json["poller"] == []
 
 
+def test_healthz_warns_when_mail_goes_out_unsigned(make_app, dkim_key):
+    unsigned = make_app().test_client().get("/healthz").json
+    assert unsigned["warnings"] == [
+        "DKIM is not configured (DKIM_SELECTOR and DKIM_PRIVATE_KEY): receivers cannot verify the mail comes from "
+        "acumen.example"
+    ]
+    signed = make_app(DKIM_SELECTOR="ft2026", DKIM_PRIVATE_KEY=dkim_key[0]).test_client().get("/healthz").json
+    assert signed["warnings"] == []
+
+
 def test_healthz_says_when_redis_is_down(make_app):
     app = make_app(REDIS_URL="redis://127.0.0.1:1/0")
     report = app.test_client().get("/healthz")

@@ -6,7 +6,7 @@ import logging
 
 from flask import current_app, flash, redirect, render_template, url_for
 
-from .. import outbound, queue, stats
+from .. import mailcheck, outbound, queue, stats
 from ..extensions import db
 from . import bp, chart
 
@@ -20,6 +20,7 @@ def dashboard():
         "admin/dashboard.html", o=data, funnel=data.activity.funnel(), windows=stats.WINDOWS,
         chart=_chart(data.activity), jobs=_queue_health(), people_note=stats.PEOPLE_NOTE,
         main_steps=stats.MAIN_STEPS, paused=outbound.breaker(db.session, current_app.config),
+        warnings=mailcheck.warnings(current_app.config),
     )
 
 

@@ -229,3 +229,30 @@ def test_a_busy_desk_shows_what_needs_attention_on_wide_and_narrow_screens(page,
     phone.goto("/admin/review")
     no_overflow(phone)
     shot(phone, "20-phone-review")
+
+
+def test_the_mail_check_and_the_magnets_delivery_read_well_on_wide_and_narrow_screens(page, phone, world):
+    sign_in(page)
+    page.goto("/admin/settings/mail")
+    expect(page.get_by_role("heading", name="Mail check")).to_be_visible()
+    expect(page.get_by_text("DKIM is not configured").first).to_be_visible()
+    expect(page.get_by_role("cell", name="execution-roadmap magnet: In-Reply-To literal")).to_be_visible()
+    shot(page, "16-mail-check")
+    with world.app_context():
+        campaign_id = db.session.scalar(select(Campaign.id))
+    page.goto(f"/admin/campaigns/{campaign_id}")
+    page.get_by_label("How the magnet travels").select_option("link")
+    page.get_by_role("button", name="Save").first.click()
+    page.get_by_label("Name the prospect sees").fill("Roadmap 2027.pdf")
+    page.get_by_label("Name the prospect sees").press("Enter")
+    expect(page.get_by_label("Name the prospect sees")).to_have_value("Roadmap 2027.pdf")
+    shot(page, "17-campaign-delivery")
+    with world.app_context():
+        campaign = db.session.get(Campaign, campaign_id)
+        assert (campaign.delivery, campaign.assets[0].display_name) == ("link", "Roadmap 2027.pdf")
+    sign_in(phone)
+    for path, name in (("/admin/settings/mail", "18-phone-mail-check"),
+                       (f"/admin/campaigns/{campaign_id}", "19-phone-campaign-delivery")):
+        phone.goto(path)
+        no_overflow(phone)
+        shot(phone, name)
