@@ -132,10 +132,20 @@ def load(instance_path: str) -> dict:
         "CONSULTANT_NAME": env_str("CONSULTANT_NAME", "Ken Thoreson"),
         "CONSULTANT_COMPANY": env_str("CONSULTANT_COMPANY", "Acumen Management Group"),
         "MAGNET_REPEAT_DAYS": env_int("MAGNET_REPEAT_DAYS", 7),
+        # Magnets per hour for one sender address, and for one sending or receiving domain; over them a
+        # request waits in Review (a flood, or someone aiming us at strangers). 0 turns a cap off.
+        "REQUEST_CAP_SENDER_HOUR": env_int("REQUEST_CAP_SENDER_HOUR", 3),
+        "REQUEST_CAP_DOMAIN_HOUR": env_int("REQUEST_CAP_DOMAIN_HOUR", 20),
+        # Our receiving server's authserv-id (RFC 8601): only its Authentication-Results are believed.
+        "AUTHSERV_ID": env_str("AUTHSERV_ID"),
+        # A request with no Authentication-Results at all gets the magnet; follow-ups only if this is true.
+        "FOLLOW_UP_UNAUTHENTICATED": env_bool("FOLLOW_UP_UNAUTHENTICATED", False),
         "SEND_RETRIES": env_int("SEND_RETRIES", 5),
         "SEND_RETRY_BASE_SECONDS": env_int("SEND_RETRY_BASE_SECONDS", 30),
         "SEND_PER_MINUTE": env_int("SEND_PER_MINUTE", 20),
         "SEND_PER_DAY": env_int("SEND_PER_DAY", 500),
+        # The share of SEND_PER_DAY only first-time requesters' magnets may use: follow-ups never take it.
+        "FIRST_TIME_SHARE_PERCENT": env_int("FIRST_TIME_SHARE_PERCENT", 20),
         "MAGNET_IN_WINDOW": env_bool("MAGNET_IN_WINDOW", False),
         "STALE_FOLLOWUP_HOURS": env_int("STALE_FOLLOWUP_HOURS", 48),
         "BREAKER_MIN_SENDS": env_int("BREAKER_MIN_SENDS", 20),
@@ -152,6 +162,10 @@ def load(instance_path: str) -> dict:
         "LINK_ABOVE_MB": env_int("LINK_ABOVE_MB", 5),
         "SOFT_BOUNCE_LIMIT": env_int("SOFT_BOUNCE_LIMIT", 5),
         "JOB_TIMEOUT": env_int("JOB_TIMEOUT", 180),
+        # CPU seconds one message may take to parse and classify before it is quarantined unread.
+        "INBOUND_CPU_SECONDS": env_int("INBOUND_CPU_SECONDS", 10),
+        # Larger mail is stored whole but never parsed: it waits, quarantined, for the consultant.
+        "MAX_MESSAGE_MB": env_int("MAX_MESSAGE_MB", 25),
         "STUCK_AFTER_SECONDS": env_int("STUCK_AFTER_SECONDS", 0),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

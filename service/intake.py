@@ -10,20 +10,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import campaigns, contacts, enrollments, inbound, outbound
+from . import campaigns, contacts, enrollments, inbound, outbound, stats
 from .inbound import Classification, Identity, Parsed, classify, machine_address, parse
 from .mailer import unsubscribe_address
 from .models import Contact, Enrollment, Event, InboundMessage, Outbound, utcnow
 from .signing import read_unsubscribe_token, read_verp_token
 
 log = logging.getLogger(__name__)
+UNVERIFIED = "no authentication results for the sender: follow-ups wait until they write again or you resume"
 
 
 def identity(settings: dict) -> Identity:
@@ -67,12 +69,33 @@ def stored_before(session: Session, mailbox: str, raw: bytes) -> bool:
     return session.scalar(query.limit(1)) is not None
 
 
+@dataclass(frozen=True)
+class Understood:
+    """A message parsed and classified: pure work on its bytes, done outside any transaction.
+
+    `result` is None for mail from the consultant's Sent folder, which is not classified.
+    """
+
+    parsed: Parsed
+    result: Classification | None
+
+
+def understand(raw: bytes, role: str, rules: list[inbound.CampaignRule], who: Identity) -> Understood:
+    parsed = parse(raw)
+    return Understood(parsed, None if role == "sent" else classify(parsed, rules, who))
+
+
 def process(session: Session, message: InboundMessage, settings: dict) -> list[Outbound]:
     """Classify a stored message and apply its consequence; returns ledger rows to queue."""
-    parsed = parse(message.raw)
-    if message.folder_role == "sent":
+    understood = understand(message.raw, message.folder_role, campaigns.rules(session), identity(settings))
+    return apply(session, message, understood, settings)
+
+
+def apply(session: Session, message: InboundMessage, understood: Understood, settings: dict) -> list[Outbound]:
+    """The consequence of what a message is; the caller commits (one short transaction)."""
+    parsed, result = understood.parsed, understood.result
+    if result is None:
         return _consultant_sent(session, message, parsed)
-    result = classify(parsed, campaigns.rules(session), identity(settings))
     _describe(message, parsed, result)
     message.processed_at = utcnow()
     if message.state == "backlog":  # first-connect history: described for the admin, never acted on
@@ -139,21 +162,97 @@ def _taken_over(session: Session, message: InboundMessage, contact: Contact, add
 # --------------------------------------------------------------------------- requests
 
 
+def _usable(address: str | None, settings: dict) -> bool:
+    """RFC 3834 §1.12: never answer ourselves or a machine."""
+    return bool(address and "@" in address and not machine_address(address)
+                and address.rsplit("@", 1)[1] != settings["MAIL_DOMAIN"])
+
+
+def _domain(address: str | None) -> str:
+    return address.rsplit("@", 1)[1].lower() if address and "@" in address else ""
+
+
 def _sender(parsed: Parsed, settings: dict) -> str | None:
-    """RFC 3834 §4: answer the Reply-To if given, else the From; never ourselves or a machine (§1.12)."""
-    for address in (parsed.reply_to, parsed.from_address):
-        if address and "@" in address and not machine_address(address) and (
-            address.rsplit("@", 1)[1] != settings["MAIL_DOMAIN"]
-        ):
-            return address
+    """Whom to answer: the Reply-To when we may trust it (RFC 3834 §4), else the From."""
+    if _usable(parsed.reply_to, settings) and _trusted_reply_to(parsed, settings):
+        return parsed.reply_to
+    return parsed.from_address if _usable(parsed.from_address, settings) else None
+
+
+def _trusted_reply_to(parsed: Parsed, settings: dict) -> bool:
+    """A Reply-To elsewhere than the From's domain could aim our mail at anyone: it counts only when the
+    From's domain vouches for the message (DMARC pass at our server) or it is on that domain."""
+    sender, reply = _domain(parsed.from_address), _domain(parsed.reply_to)
+    if not sender:
+        return False
+    if reply == sender or reply.endswith(f".{sender}") or parsed.reply_to == parsed.from_address:
+        return True
+    return _dmarc(parsed, settings) == ("pass", sender)
+
+
+def _redirected(parsed: Parsed, settings: dict) -> str | None:
+    """Why the Reply-To was not used, when it names someone else."""
+    if not _usable(parsed.reply_to, settings) or parsed.reply_to == parsed.from_address:
+        return None
+    if _trusted_reply_to(parsed, settings):
+        return None
+    return f"asks us to reply to someone else ({parsed.reply_to}, not the sender {parsed.from_address})"
+
+
+# RFC 8601: our own server's verdict comes first in the message (receivers prepend); AUTHSERV_ID, when
+# set, names it, so a verdict the sender wrote into the message is never believed.
+_AUTH_BOUND = 4000  # characters of one Authentication-Results header that are read
+_DMARC = re.compile(r"\bdmarc\s*=\s*([a-z]+)", re.I)
+_HEADER_FROM = re.compile(r"\bheader\.from\s*=\s*\"?([^\s;\"]+)", re.I)
+
+
+def _trusted_results(parsed: Parsed, settings: dict) -> str | None:
+    found = [str(h)[:_AUTH_BOUND] for h in parsed.headers.get_all("Authentication-Results") or []]
+    authserv = (settings.get("AUTHSERV_ID") or "").lower()
+    if authserv:
+        found = [h for h in found if h.split(";", 1)[0].strip().lower() == authserv]
+    return found[0] if found else None
+
+
+def _dmarc(parsed: Parsed, settings: dict) -> tuple[str, str] | None:
+    """(result, header.from domain) of DMARC in our server's Authentication-Results, if it says."""
+    results = _trusted_results(parsed, settings)
+    for clause in (results or "").split(";")[1:]:
+        verdict = _DMARC.search(clause)
+        if verdict:
+            domain = _HEADER_FROM.search(clause)
+            return verdict.group(1).lower(), (domain.group(1).lower() if domain else _domain(parsed.from_address))
     return None
 
 
 def _failed_authentication(parsed: Parsed) -> str | None:
     """Our own MTA's verdict (RFC 8601): a forged From must not make us mail a stranger."""
     for header in parsed.headers.get_all("Authentication-Results") or []:
-        if re.search(r"\bdmarc\s*=\s*fail\b", str(header), re.I):
+        if re.search(r"\bdmarc\s*=\s*fail\b", str(header)[:_AUTH_BOUND], re.I):
             return "Authentication-Results: dmarc=fail"
+    return None
+
+
+def _unauthenticated(parsed: Parsed, settings: dict) -> bool:
+    """No verdict from our server at all: the From may be anyone's, so we answer but do not follow up."""
+    return _trusted_results(parsed, settings) is None and not settings.get("FOLLOW_UP_UNAUTHENTICATED")
+
+
+def _over_cap(session: Session, parsed: Parsed, to: str, settings: dict) -> str | None:
+    """A flood (or someone aiming us at one domain) waits in Review: magnets per hour per sender address,
+    per sending domain and per recipient domain."""
+    since = utcnow() - timedelta(hours=1)
+    checks = (
+        ("sender", parsed.from_address, settings["REQUEST_CAP_SENDER_HOUR"],
+         lambda: outbound.magnets_since(session, since, from_address=parsed.from_address)),
+        ("sending domain", _domain(parsed.from_address), settings["REQUEST_CAP_DOMAIN_HOUR"],
+         lambda: outbound.magnets_since(session, since, from_domain=_domain(parsed.from_address))),
+        ("recipient domain", _domain(to), settings["REQUEST_CAP_DOMAIN_HOUR"],
+         lambda: outbound.magnets_since(session, since, to_domain=_domain(to))),
+    )
+    for label, value, cap, count in checks:
+        if value and cap and (found := count()) >= cap:
+            return f"{stats.HOURLY_LIMIT}: {found} magnets for {label} {value} in the last hour (cap {cap})"
     return None
 
 
@@ -193,6 +292,11 @@ def _request(
         return []
     if _suppressed_request(session, message, to):
         return []
+    held = None if again else (_redirected(parsed, settings) or _over_cap(session, parsed, to, settings))
+    if held:
+        _review(message, held)
+        log.warning("inbound #%s waits in Review: %s", message.id, held)
+        return []
     contact = contact or contacts.upsert(session, to, parsed.from_name)
     _learn_addresses(session, contact, parsed, to)
     # One request at a time per contact (PostgreSQL row lock), so two workers can't both send a magnet.
@@ -200,6 +304,8 @@ def _request(
     message.contact_id = contact.id
     enrollment, _ = enrollments.enroll(session, contact, campaign)
     contacts.record(session, contact, "request", f"asked for {campaign.name}", inbound_id=message.id)
+    if not again and _unauthenticated(parsed, settings) and enrollment.state == enrollments.ACTIVE:
+        enrollments.move(session, enrollment, enrollments.PAUSED, UNVERIFIED, message.id)
     days = settings["MAGNET_REPEAT_DAYS"]
     if not again and outbound.recent_magnet(session, contact.id, days):
         _review(message, f"asked again: repeat request within {days} days: no second magnet")
@@ -296,7 +402,10 @@ def on_unsubscribe(session, message, parsed, result, settings) -> list[Outbound]
     if not address:
         _review(message, "unsubscribe request without a sender address")
         return []
-    unsubscribe(session, address, "asked by email", inbound_id=message.id)
+    # Opting out must stay easy, so even a From that fails DMARC unsubscribes; the timeline says so.
+    how = "asked by email" + ("; its From failed DMARC, so it may not be theirs" if _failed_authentication(parsed)
+                              else "")
+    unsubscribe(session, address, how, inbound_id=message.id)
     message.contact_id = contact.id if contact else None
     return []
 
@@ -320,20 +429,48 @@ def unsubscribe(session: Session, address: str, how: str, inbound_id: int | None
 
 
 def on_bounce(session, message, parsed, result, settings) -> list[Outbound]:
+    """Only a bounce tied to one of our sends to that address (signed VERP token, or our Message-ID
+    enclosed) changes anything; any other goes to Review, so no stranger can silence a prospect."""
     bounce = result.bounce or {}
+    failed = [r for r in bounce.get("recipients", []) if r.get("action") in ("failed", "", None)]
+    if not failed:
+        _note(message, "delivery notice that failed nothing: nothing changed")  # RFC 3464 §2.3.3: delayed etc.
+        return []
     original = _bounced_row(session, bounce, settings)
-    recipients = bounce.get("recipients", [])
-    for rcpt in recipients:
-        if rcpt.get("action") not in ("failed", "", None):
-            continue  # RFC 3464 §2.3.3: delayed, relayed or delivered changes nothing
-        tied = original if len(recipients) == 1 else None
-        contact = _bounced_contact(session, rcpt.get("address"), tied)
-        if contact is None:
-            continue
-        message.contact_id = contact.id
-        _apply_bounce(session, contact, rcpt, settings, message.id, tied)
-    if message.contact_id is None:
-        _note(message, "bounce for mail we never sent: nothing changed")
+    contact = session.get(Contact, original.contact_id) if original and original.contact_id else None
+    # The signed VERP token names the very send, even when the remote MTA rewrote the address beyond
+    # recognition; an enclosed Message-ID must also name the address we sent to.
+    by_token = read_verp_token(settings["SECRET_KEY"], bounce.get("verp_token")) is not None
+    tied = [r for r in failed
+            if contact and (by_token or _names_our_send(session, original, contact, r.get("address")))]
+    if not tied:
+        return _untied(session, message, "bounce", [r.get("address") for r in failed])
+    message.contact_id = contact.id
+    for rcpt in tied:
+        _apply_bounce(session, contact, rcpt, settings, message.id, original)
+    return []
+
+
+def _names_our_send(session: Session, original: Outbound, contact: Contact, address: str | None) -> bool:
+    """The report is about the address we sent to (or names none, as redacted reports do)."""
+    if not address:
+        return True
+    address = contacts.normalise(address)
+    return address == original.to_address or (found := contacts.find(session, address)) is not None and (
+        found.id == contact.id
+    )
+
+
+def _untied(session: Session, message: InboundMessage, what: str, addresses: list[str | None]) -> list[Outbound]:
+    """A report that names an address but none of our sends: shown in Review with one click to apply it
+    (the person is put on the message when we know them), never applied, never counted by the breaker."""
+    named = [a for a in addresses if a]
+    if not named:
+        _note(message, f"{what} for mail we never sent: nothing changed")
+        return []
+    known = next((c for c in (contacts.find(session, a) for a in named) if c is not None), None)
+    message.contact_id = known.id if known else None
+    _review(message, f"{what} for {', '.join(named[:3])}, not tied to anything we sent")
     return []
 
 
@@ -346,18 +483,6 @@ def _bounced_row(session: Session, bounce: dict, settings: dict) -> Outbound | N
     if original:
         return session.scalar(select(Outbound).where(Outbound.message_id == original))
     return None
-
-
-def _bounced_contact(session: Session, address: str | None, original: Outbound | None) -> Contact | None:
-    if original is not None:
-        return session.get(Contact, original.contact_id)
-    if not address:
-        return None
-    contact = contacts.find(session, address)
-    sent = contact and session.scalar(
-        select(Outbound.id).where(Outbound.contact_id == contact.id, Outbound.state == "sent").limit(1)
-    )
-    return contact if sent else None
 
 
 def _apply_bounce(
@@ -387,19 +512,21 @@ def _count_events(session: Session, contact: Contact, kind: str) -> int:
 
 
 def on_complaint(session, message, parsed, result, settings) -> list[Outbound]:
+    """Like a bounce, a complaint counts only when it encloses one of our sends (VERP, our Message-ID):
+    that also names the person when the report is redacted."""
     report = result.bounce or {}
-    # What we sent (VERP, enclosed Message-ID) names the person even when the report is redacted.
     original = _bounced_row(session, report, settings)
     contact = session.get(Contact, original.contact_id) if original and original.contact_id else None
-    addresses = [contact.email] if contact else [r["address"] for r in report.get("recipients", []) if r.get("address")]
-    for address in addresses:
-        contacts.suppress(session, address, "complaint", "spam complaint (ARF)", message.id)
-        complained = contacts.find(session, address)
-        message.contact_id = complained.id if complained else message.contact_id
-        contacts.record(session, complained, "complaint", "spam complaint (ARF)", inbound_id=message.id)
-        unsubscribe(session, address, "spam complaint", inbound_id=message.id)
-    if not addresses:
-        _review(message, "complaint that names no address we know")
+    named = [r.get("address") for r in report.get("recipients", [])]
+    if contact is None:  # the enclosed send names the person; a report's own addresses are often redacted
+        if not any(named):
+            _review(message, "complaint that names no address we know")
+            return []
+        return _untied(session, message, "complaint", named)
+    contacts.suppress(session, contact.email, "complaint", "spam complaint (ARF)", message.id)
+    message.contact_id = contact.id
+    contacts.record(session, contact, "complaint", "spam complaint (ARF)", inbound_id=message.id)
+    unsubscribe(session, contact.email, "spam complaint", inbound_id=message.id)
     return []
 
 

@@ -240,7 +240,9 @@ class MailboxState(db.Model):
 class Outbound(db.Model):
     """The ledger: one row per intended send, keyed so it can exist only once."""
 
-    __table_args__ = (Index("ix_outbound_state_due", "state", "due_at"),)
+    # kind + created_at: the hourly magnet caps count one hour of magnets, never the whole ledger.
+    __table_args__ = (Index("ix_outbound_state_due", "state", "due_at"),
+                      Index("ix_outbound_kind_created_at", "kind", "created_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(100), unique=True)

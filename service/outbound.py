@@ -19,7 +19,7 @@ from email.utils import make_msgid
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from .models import Event, Outbound, utcnow
+from .models import Event, InboundMessage, Outbound, utcnow
 
 PENDING, SENDING, SENT, FAILED, CANCELLED, UNKNOWN = (
     "pending", "sending", "sent", "failed", "cancelled", "unknown",
@@ -141,6 +141,27 @@ def recent_magnet(session: Session, contact_id: int, days: int) -> Outbound | No
         .order_by(Outbound.id.desc())
     )
     return session.scalars(query).first()
+
+
+def magnets_since(
+    session: Session, since: datetime, from_address: str | None = None, from_domain: str | None = None,
+    to_domain: str | None = None,
+) -> int:
+    """Magnets planned since `since`, for requests from one address or domain, or to one domain."""
+    query = select(func.count(Outbound.id)).where(Outbound.kind == "magnet", Outbound.created_at >= since)
+    if from_address or from_domain:
+        query = query.join(InboundMessage, InboundMessage.id == Outbound.inbound_id)
+    if from_address:
+        query = query.where(InboundMessage.from_address == from_address)
+    if from_domain:
+        query = query.where(InboundMessage.from_address.like(f"%@{_like(from_domain)}", escape="\\"))
+    if to_domain:
+        query = query.where(Outbound.to_address.like(f"%@{_like(to_domain)}", escape="\\"))
+    return session.scalar(query)
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def last_sent(session: Session, enrollment_id: int) -> Outbound | None:

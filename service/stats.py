@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import case, distinct, func, literal, select, union_all
+from sqlalchemy import String, case, cast, distinct, func, literal, select, union_all
 from sqlalchemy.orm import Session, defer
 
 from .models import Campaign, Contact, Enrollment, Event, InboundMessage, MailboxState, Outbound, utcnow
@@ -33,6 +33,7 @@ FUNNEL = (
 MAIN_STEPS = 5  # the first five are the funnel proper; the rest are the ways out
 PEOPLE_NOTE = "people, each counted once per step"
 CHART_KINDS = {"request": "Asked", "replied": "Replied"}
+HOURLY_LIMIT = "over the hourly limit"  # the words intake puts on a request a cap holds back
 
 
 @dataclass
@@ -168,6 +169,16 @@ def scheduled_count(session: Session) -> int:
     return bounded_count(session, select(Outbound.id).where(Outbound.state == "pending"))
 
 
+def held_by_caps(session: Session, now: datetime | None = None) -> int:
+    """Requests of the last day that wait in Review because a sender or domain went over its hourly cap."""
+    since = (now or utcnow()) - timedelta(days=1)
+    query = select(func.count(InboundMessage.id)).where(
+        InboundMessage.state == "review", InboundMessage.stored_at >= since,
+        cast(InboundMessage.reasons, String).like(f"%{HOURLY_LIMIT}%"),
+    )
+    return session.scalar(query)
+
+
 def review_count(session: Session) -> int:
     return bounded_count(session, select(InboundMessage.id).where(InboundMessage.state.in_(REVIEW_STATES)))
 
@@ -256,6 +267,7 @@ class Overview:
     scheduled: list[Outbound]
     scheduled_count: int
     review_count: int
+    held: int
     mailboxes: list[Mailbox]
 
 
@@ -267,7 +279,7 @@ def overview(session: Session) -> Overview:
         people=contacts_by_id(session, {e.contact_id for e in requests if e.contact_id}),
         problems=problems(session), problem_count=problem_count(session),
         scheduled=scheduled(session), scheduled_count=scheduled_count(session),
-        review_count=review_count(session), mailboxes=mailboxes(session),
+        review_count=review_count(session), held=held_by_caps(session), mailboxes=mailboxes(session),
     )
 
 

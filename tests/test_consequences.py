@@ -68,12 +68,12 @@ def test_delay_notices_change_nothing(imap_settings, dovecot, sink, world):
 
 
 def test_a_two_recipient_report_only_suppresses_the_permanent_one(imap_settings, dovecot, sink, world):
-    _requested(world, dovecot, sink)
+    ours = _requested(world, dovecot, sink)
     dovecot.append(mail(sender="Dana <dana@prospect.example>"))
     run_poller(world)
     run_worker(world)
     sink.wait_for(2)
-    report = dsn([("bob@prospect.example", "5.1.1", "failed"), ("dana@prospect.example", "4.2.2", "delayed")])
+    report = dsn([("bob@prospect.example", "5.1.1", "failed"), ("dana@prospect.example", "4.2.2", "delayed")], ours)
     _deliver(world, dovecot, report)
     assert _suppressed(world, "bob@prospect.example")
     assert not _suppressed(world, "dana@prospect.example")
@@ -149,7 +149,7 @@ def test_a_message_that_fails_three_times_is_quarantined_with_its_error(imap_set
     def broken(*args, **kwargs):
         raise ValueError("a rule blew up")
 
-    monkeypatch.setattr(intake, "process", broken)
+    monkeypatch.setattr(intake, "apply", broken)
     with world.app_context():
         for _ in range(3):
             with pytest.raises(ValueError):

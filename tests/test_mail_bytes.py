@@ -41,6 +41,7 @@ def request(
 ) -> bytes:
     """A request as Exchange writes it, headers folded by hand (Python's own folder would encode them)."""
     lines = [
+        "Authentication-Results: mx.acumen.example; dmarc=pass header.from=prospect.example",
         f"From: {sender}", "To: roadmap@acumen.example", f"Subject: {subject}",
         f"Date: {format_datetime(datetime.now(UTC))}", f"Message-ID: <{message_id}>",
     ]

@@ -17,9 +17,17 @@ def mail(
     body: str = "Hi Ken, please send me the Execution Success Roadmap. Thanks, Bob",
     sender: str = "Bob Prospect <bob@prospect.example>",
     to: str = "roadmap@acumen.example",
+    authenticated: bool = True,
     **headers: str,
 ) -> bytes:
-    """A message written here, in the project (never copied from the corpus)."""
+    """A message written here, in the project (never copied from the corpus).
+
+    `authenticated`: it carries the verdict the consultant's own server adds (DMARC pass for the From's
+    domain), as mail in a real mailbox does; unless the test gives its own Authentication-Results.
+    """
+    if authenticated and "Authentication_Results" not in headers:
+        domain = sender.rsplit("@", 1)[-1].strip(">") if "@" in sender else "prospect.example"
+        headers = {"Authentication_Results": f"mx.acumen.example; dmarc=pass header.from={domain}", **headers}
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to

@@ -11,7 +11,8 @@ from datetime import timedelta
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from service import bounces, contacts, create_app, enrollments, intake, outbound, queue, throttle
+from service import bounces, campaigns, contacts, create_app, enrollments, intake, outbound, queue, throttle
+from service.budget import BudgetExceeded, cpu_budget
 from service.extensions import db
 from service.mailer import SendError, Transport, compose, envelope_sender, to_bytes
 from service.models import Campaign, Contact, InboundMessage, Outbound, utcnow
@@ -58,13 +59,27 @@ def process_inbound(message_id: int) -> str:
             db.session.commit()
             log.error("inbound #%s quarantined: it never finished processing", message_id)
             return "quarantined"
+        settings, limit = current_app.config, current_app.config["MAX_MESSAGE_MB"]
+        if message.size > limit * 1024 * 1024:
+            return _set_aside(message_id, f"larger than MAX_MESSAGE_MB ({limit} MB): kept, not read")
         message.attempts += 1
-        db.session.commit()
+        raw, role = message.raw, message.folder_role
+        rules, who = campaigns.rules(db.session), intake.identity(settings)
+        db.session.commit()  # the write lock is let go before the slow part: the poller must keep storing
+        try:
+            with cpu_budget(settings["INBOUND_CPU_SECONDS"]):
+                understood = intake.understand(raw, role, rules, who)
+        except BudgetExceeded:
+            seconds = settings["INBOUND_CPU_SECONDS"]
+            return _set_aside(message_id, f"reading it took more than {seconds:g} s of CPU (INBOUND_CPU_SECONDS)")
+        except Exception:
+            _record_failure(message_id)
+            raise
         try:
             message = _waiting(message_id)
             if message is None:
                 return "nothing to do"
-            rows = intake.process(db.session, message, current_app.config)
+            rows = intake.apply(db.session, message, understood, settings)
             db.session.commit()
         except Exception:
             db.session.rollback()
@@ -73,6 +88,16 @@ def process_inbound(message_id: int) -> str:
         for row in rows:
             queue_send(row)
         return f"{message.kind}: {len(rows)} to send"
+
+
+def _set_aside(message_id: int, why: str) -> str:
+    """Mail too big or too costly to read is quarantined at once, kept whole, so the next message goes on."""
+    message = db.session.get(InboundMessage, message_id)
+    message.state, message.error = "quarantined", why
+    message.reasons = [*(message.reasons or []), why]
+    db.session.commit()
+    log.error("inbound #%s quarantined: %s", message_id, why)
+    return "quarantined"
 
 
 def _record_failure(message_id: int) -> None:
@@ -148,11 +173,32 @@ def _wait(session, row: Outbound, found: enrollments.Verdict, settings: dict) ->
 
 
 def _paced(row: Outbound, settings: dict) -> enrollments.Verdict | None:
-    """The deployment-wide pace, counted in Redis: over it, the row waits for its next slot."""
-    later = throttle.take_slot(queue.connection(), settings["SEND_PER_MINUTE"], settings["SEND_PER_DAY"], utcnow())
+    """The deployment-wide pace, counted in Redis: over it, the row waits for its next slot.
+
+    Only a first-time requester's magnet may use the share of the day kept for them.
+    """
+    first_time = _first_magnet(db.session, row)
+    later = throttle.take_slot(
+        queue.connection(), settings["SEND_PER_MINUTE"], settings["SEND_PER_DAY"], utcnow(),
+        first_time=first_time, share_percent=settings["FIRST_TIME_SHARE_PERCENT"],
+    )
     if later is None:
         return None
-    return enrollments.Verdict(enrollments.WAIT, "pace limit reached (SEND_PER_MINUTE / SEND_PER_DAY)", later)
+    kept = "" if first_time else ", less the FIRST_TIME_SHARE_PERCENT kept for first-time requesters"
+    return enrollments.Verdict(enrollments.WAIT, f"pace limit reached (SEND_PER_MINUTE / SEND_PER_DAY{kept})", later)
+
+
+def _first_magnet(session, row: Outbound) -> bool:
+    """A magnet to someone who was never sent one (a repeat request or a fresh link is not a first)."""
+    if row.kind != "magnet":
+        return False
+    if row.contact_id is None:
+        return True
+    earlier = select(Outbound.id).where(
+        Outbound.contact_id == row.contact_id, Outbound.kind == "magnet", Outbound.state == outbound.SENT,
+        Outbound.id != row.id,
+    )
+    return session.scalar(earlier.limit(1)) is None
 
 
 def _contact(session, row: Outbound) -> Contact | None:

@@ -100,7 +100,33 @@ class _Folder:
         self.info = self.client.select_folder(self.folder, readonly=self.role == "sent")
 
     def poll(self) -> int:
-        """Fetch everything above the watermark; returns how many messages were newly stored."""
+        """Fetch everything above the watermark, asking again until no new UID turns up; returns how many
+        messages were newly stored.
+
+        Mail that arrives during a pass is announced (EXISTS) in the replies to our own commands, which
+        imaplib keeps aside, and IDLE never repeats it: left there, it would wait a whole IDLE cycle.
+        """
+        stored = self._catch_up()
+        # Once more if mail was announced during the last, empty search; only once, as RFC 3501 §7.3.1
+        # lets a server repeat EXISTS unasked.
+        if _announced(self.client):
+            stored += self._catch_up()
+        return stored
+
+    def _catch_up(self) -> int:
+        stored = 0
+        while True:
+            _announced(self.client)  # what was announced before this search, this search sees
+            moved, newly = self._pass()
+            stored += newly
+            if not moved:
+                return stored
+
+    def _pass(self) -> tuple[bool, int]:
+        """One search and fetch above the watermark: (whether the watermark moved, messages newly stored).
+
+        A UID the server lists but never hands out leaves the watermark where it was, so it ends the catch-up.
+        """
         uidvalidity = int(self.info[b"UIDVALIDITY"])
         state = _state(self.name)
         if state.uidvalidity != uidvalidity:
@@ -116,9 +142,12 @@ class _Folder:
         uids = sorted(u for u in self.client.search(["UID", f"{last + 1}:*"]) if u > last)
         if self.role == "sent" and last == 0 and uids:
             uids = self._skip_history(state, uids)
-        return sum(
+        stored = sum(
             self._fetch_store(chunk, uidvalidity, rescan) for chunk in _chunks(uids, self.settings["IMAP_BATCH"])
         )
+        moved = _state(self.name).last_uid > last
+        db.session.commit()  # no transaction (or SQLite lock) open while IMAP talks
+        return moved, stored
 
     def _skip_history(self, state: MailboxState, uids: list[int]) -> list[int]:
         """A first look at Sent fetches only what is recent: years of sent mail would be stored as backlog
@@ -147,6 +176,14 @@ class _Folder:
             arrived = arrived.astimezone(UTC) if arrived and arrived.tzinfo else None
             items.append((uid, None, bytes(entry[b"BODY[]"]), arrived))
         return _store_batch(self.name, uidvalidity, items, self.settings, rescan, self.role)
+
+
+def _announced(client: IMAPClient) -> bool:
+    """Whether the server said EXISTS (new mail) since we last asked, forgetting it.
+
+    imapclient offers no way to read what imaplib set aside, so this reads imaplib's own store.
+    """
+    return client._imap.untagged_responses.pop("EXISTS", None) is not None
 
 
 def _flagged_sent(client: IMAPClient) -> str | None:
@@ -199,9 +236,10 @@ class ImapMailbox:
 
     def poll_once(self) -> bool:
         """Fetch what is new in INBOX and in Sent; True when something new was stored."""
-        stored = self.inbox.poll() + self._poll_sent()
+        # Marking comes first: replies to its commands may announce new mail, and the fetch that asks
+        # until nothing new turns up must be the last word before IDLE.
         self.ack()
-        return stored > 0
+        return self.inbox.poll() + self._poll_sent() > 0
 
     def _poll_sent(self) -> int:
         """Sent on its own connection (this one stays in IDLE on INBOX); a Sent failure never stops INBOX."""

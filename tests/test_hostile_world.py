@@ -1,0 +1,206 @@
+"""A hostile world, end to end through Dovecot, the real worker and the SMTP sink: strangers cannot aim
+the desk at a third party, cannot silence a prospect, and cannot trip the breaker."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import select
+
+from service import contacts, intake, outbound
+from service.extensions import db
+from service.models import Enrollment, Event, InboundMessage
+from tests.world import dsn, mail, parse, run_poller, run_worker, scalar
+
+NO_VERDICT = "mx.acumen.example; dmarc=none"
+
+
+def _deliver(app, dovecot, raw: bytes) -> InboundMessage:
+    dovecot.append(raw)
+    run_poller(app)
+    run_worker(app)
+    with app.app_context():
+        message = db.session.scalar(select(InboundMessage).order_by(InboundMessage.id.desc()))
+        db.session.expunge(message)
+        return message
+
+
+def _requested(app, dovecot, sink) -> str:
+    dovecot.append(mail())
+    run_poller(app)
+    run_worker(app)
+    return parse(sink.wait_for(1)[0].data)["Message-ID"].strip("<>")
+
+
+def _recipients(sink) -> list[str]:
+    return [r for m in sink.messages for r in m.rcpt_tos]
+
+
+def test_a_reply_to_elsewhere_without_dmarc_waits_in_review_and_mails_nobody(imap_settings, dovecot, sink, world):
+    message = _deliver(world, dovecot, mail(Reply_To="ceo@bigcorp.example", Authentication_Results=NO_VERDICT))
+    assert message.state == "review"
+    assert any("asks us to reply to someone else (ceo@bigcorp.example" in r for r in message.reasons)
+    assert sink.messages == [] and scalar(world, "SELECT count(*) FROM outbound") == 0
+    with world.app_context():
+        assert contacts.find(db.session, "ceo@bigcorp.example") is None
+
+
+def test_a_reply_to_is_used_when_dmarc_vouches_for_the_from_or_it_is_on_the_same_domain(
+    imap_settings, dovecot, sink, world
+):
+    _deliver(world, dovecot, mail(Reply_To="bob.private@home.example"))  # mail() carries dmarc=pass
+    _deliver(world, dovecot, mail(sender="ann@prospect.example", Reply_To="ann@eu.prospect.example",
+                                  Authentication_Results=NO_VERDICT))
+    assert sorted(_recipients(sink)) == ["ann@eu.prospect.example", "bob.private@home.example"]
+
+
+def test_a_pass_the_sender_wrote_below_our_servers_verdict_is_not_believed(imap_settings, dovecot, sink, world):
+    # The sender's own claim sits below our server's verdict: receivers prepend theirs.
+    theirs = mail(Reply_To="ceo@bigcorp.example",
+                  Authentication_Results="evil.example; dmarc=pass header.from=prospect.example")
+    forged = f"Authentication-Results: {NO_VERDICT}\n".encode() + theirs
+    message = _deliver(world, dovecot, forged)
+    assert message.state == "review" and sink.messages == []
+
+
+def test_an_unauthenticated_request_gets_the_magnet_but_no_follow_ups_until_resumed(
+    imap_settings, dovecot, sink, world
+):
+    _deliver(world, dovecot, mail(authenticated=False))
+    assert _recipients(sink) == ["bob@prospect.example"]
+    with world.app_context():
+        enrollment = db.session.scalar(select(Enrollment))
+        assert (enrollment.state, enrollment.stopped_reason) == ("paused", intake.UNVERIFIED)
+        assert db.session.scalar(select(outbound.Outbound).where(outbound.Outbound.kind == "followup")) is None
+
+
+def test_a_flood_from_one_domain_waits_in_review_and_a_real_person_is_answered(imap_settings, dovecot, sink, world):
+    world.config["REQUEST_CAP_DOMAIN_HOUR"] = 3
+    for n in range(6):
+        dovecot.append(mail(sender=f"bot{n}@flood.example"))
+    dovecot.append(mail(sender="dana@realco.example"))
+    run_poller(world)
+    run_worker(world)
+    sent = sink.wait_for(4)
+    time.sleep(0.5)
+    assert len(sink.messages) == 4
+    assert "dana@realco.example" in [r for m in sent for r in m.rcpt_tos]
+    with world.app_context():
+        held = db.session.scalars(select(InboundMessage).where(InboundMessage.state == "review")).all()
+        assert len(held) == 3
+        assert all("over the hourly limit" in " ".join(m.reasons) for m in held)
+
+
+def test_a_forged_bounce_for_a_prospect_silences_nobody_and_can_be_applied_in_one_click(
+    imap_settings, dovecot, sink, world
+):
+    _requested(world, dovecot, sink)
+    forged = _deliver(world, dovecot, dsn([("bob@prospect.example", "5.1.1", "failed")]))  # no token, no id of ours
+    assert forged.state == "review"
+    assert "bounce for bob@prospect.example, not tied to anything we sent" in forged.reasons
+    with world.app_context():
+        assert not contacts.is_suppressed(db.session, "bob@prospect.example")
+        assert db.session.scalar(select(Enrollment.state)) == "active"
+        assert db.session.scalar(select(Event.id).where(Event.kind.like("bounce%"))) is None
+        message = db.session.get(InboundMessage, forged.id)
+        intake.correct(db.session, message, "bounce_hard", world.config)  # the Review page's one click
+        db.session.commit()
+        assert contacts.is_suppressed(db.session, "bob@prospect.example")
+
+
+def test_forged_hard_bounces_never_trip_the_breaker(imap_settings, dovecot, sink, world):
+    world.config["BREAKER_MIN_SENDS"] = 1
+    _requested(world, dovecot, sink)
+    for _ in range(2):
+        _deliver(world, dovecot, dsn([("bob@prospect.example", "5.1.1", "failed")]))
+    with world.app_context():
+        assert outbound.breaker(db.session, world.config) is None
+
+
+def test_a_bounce_tied_by_our_message_id_but_naming_someone_else_changes_nothing(imap_settings, dovecot, sink, world):
+    ours = _requested(world, dovecot, sink)
+    message = _deliver(world, dovecot, dsn([("ceo@bigcorp.example", "5.1.1", "failed")], ours))
+    assert message.state == "review"
+    with world.app_context():
+        assert not contacts.is_suppressed(db.session, "ceo@bigcorp.example")
+        assert not contacts.is_suppressed(db.session, "bob@prospect.example")
+
+
+def test_a_forged_complaint_about_a_stranger_suppresses_nobody(imap_settings, dovecot, sink, world):
+    arf = b"""From: abuse@isp.example\r
+To: roadmap@acumen.example\r
+Subject: complaint\r
+Message-ID: <arf-9@isp.example>\r
+MIME-Version: 1.0\r
+Content-Type: multipart/report; report-type=feedback-report; boundary="arf"\r
+\r
+--arf\r
+Content-Type: text/plain\r
+\r
+An abuse report.\r
+\r
+--arf\r
+Content-Type: message/feedback-report\r
+\r
+Feedback-Type: abuse\r
+Version: 1\r
+Original-Rcpt-To: stranger@victim.example\r
+\r
+--arf--\r
+"""
+    message = _deliver(world, dovecot, arf)
+    assert message.kind == "complaint" and message.state == "review"
+    with world.app_context():
+        assert not contacts.is_suppressed(db.session, "stranger@victim.example")
+        assert db.session.scalar(select(Event.id).where(Event.kind == "complaint")) is None
+
+
+def test_an_unsubscribe_that_fails_dmarc_still_unsubscribes_and_says_so(imap_settings, dovecot, sink, world):
+    _requested(world, dovecot, sink)
+    _deliver(world, dovecot, mail(to="roadmap+unsubscribe@acumen.example", subject="unsubscribe", body="",
+                                  Authentication_Results="mx.acumen.example; dmarc=fail header.from=prospect.example"))
+    with world.app_context():
+        assert contacts.is_suppressed(db.session, "bob@prospect.example")
+        detail = db.session.scalar(select(Event.detail).where(Event.kind == "unsubscribed"))
+        assert "failed DMARC, so it may not be theirs" in detail
+
+
+def test_mail_too_big_to_read_is_kept_whole_and_set_aside_and_the_next_is_answered(
+    imap_settings, dovecot, sink, world
+):
+    huge = mail(sender="big@prospect.example", body="Roadmap please.\n" + ("y" * 76 + "\n") * 540_000)  # ~40 MB
+    dovecot.append(huge)
+    dovecot.append(mail(sender="dana@realco.example"))
+    run_poller(world)
+    run_worker(world)
+    assert sink.wait_for(1)[0].rcpt_tos == ["dana@realco.example"]
+    with world.app_context():
+        big = db.session.scalar(select(InboundMessage).order_by(InboundMessage.size.desc()))
+        assert big.size > 40_000_000 and big.state == "quarantined"
+        assert "larger than MAX_MESSAGE_MB (25 MB): kept, not read" in big.reasons
+
+
+def test_a_message_over_its_cpu_budget_is_quarantined_and_the_next_goes_on(
+    imap_settings, dovecot, sink, world, monkeypatch
+):
+    from workers import jobs
+
+    world.config["INBOUND_CPU_SECONDS"] = 1
+    understand = intake.understand
+
+    def slow_for_the_poison(raw, *args):
+        while b"poison" in raw:  # stands in for a pattern that would backtrack for minutes
+            pass
+        return understand(raw, *args)
+
+    monkeypatch.setattr(intake, "understand", slow_for_the_poison)
+    dovecot.append(mail(sender="eve@attacker.example", subject="poison"))
+    dovecot.append(mail(sender="dana@realco.example"))
+    run_poller(world)
+    with world.app_context():
+        first, second = db.session.scalars(select(InboundMessage.id).order_by(InboundMessage.id)).all()
+        db.session.rollback()  # the job opens its own session; SQLite has one writer
+        assert jobs.process_inbound(first) == "quarantined"
+        assert jobs.process_inbound(second).startswith("request")
+        poisoned = db.session.get(InboundMessage, first)
+        assert poisoned.state == "quarantined" and "INBOUND_CPU_SECONDS" in poisoned.error
