@@ -6,6 +6,7 @@ import hashlib
 import mimetypes
 import re
 import tempfile
+import unicodedata
 import uuid
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -142,12 +143,33 @@ def format_size(size: int) -> str:
     return str(size)
 
 
+# UAX #9's explicit direction marks: "\u202egpj.exe" shows as "exe.jpg" in a mail client.
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
 def check_display_name(name: str, where: str) -> None:
-    """A name for a file the prospect downloads: a plain file name, never a path or a header trick."""
+    """A name for a file the prospect downloads: a plain file name, never a path or a header trick.
+    Any script is welcome (日本語.pdf); control and format characters, bidi marks among them, are not."""
     if len(name) > 255:
         raise CampaignError(f"{where}: the name {name[:40]!r}… is longer than 255 characters")
-    if any(c in name for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in name) or name in (".", ".."):
+    if any(c in name for c in "/\\") or name in (".", ".."):
         raise CampaignError(f"{where}: the name {name!r} must be a plain file name, without / or \\")
+    check_characters(name, where)
+
+
+def check_characters(name: str, where: str) -> None:
+    """Refuses control and format characters (NUL, CR, bidi marks) in a file's name."""
+    odd = next((c for c in name if unicodedata.category(c)[0] == "C"), None)
+    if odd is not None:
+        kind = "a text-direction mark" if odd in _BIDI else "an invisible control character"
+        raise CampaignError(f"{where}: the name {name!r} contains {kind} (U+{ord(odd):04X}), "
+                            "which a file name may not")
+
+
+def upload_name(name: str) -> str:
+    """An upload's own file name, without the folders a browser may send ("C:\\Users\\ann\\日本語.pdf"),
+    in NFC (macOS sends "ü" as "u" plus a combining mark)."""
+    return unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1].strip())
 
 
 def rules(session: Session) -> list[CampaignRule]:
@@ -230,6 +252,7 @@ def _attachments(magnet: dict, where: str) -> list[tuple[str, str | None]]:
             file = _require(raw, "file", f"{where} attachment")
         else:
             file, name = raw, None
+        check_characters(str(file), f"{where} attachment")
         if name is not None:
             check_display_name(name, f"{where} attachment {file!r}")
         if any(str(file) == seen for seen, _ in found):
@@ -418,9 +441,12 @@ def move_priority(session: Session, campaign: Campaign, offset: int) -> None:
 
 
 def add_asset(session: Session, campaign: Campaign, filename: str, data: bytes, limit: int) -> Asset:
-    """Attach a file to the magnet (replacing one of the same name); refuses empty or oversized files."""
+    """Attach a file to the magnet (replacing one of the same name); refuses empty or oversized files,
+    and names that are no plain file name (see check_display_name)."""
+    filename = upload_name(filename)
     if not filename:
         raise CampaignError("the file has no usable name")
+    check_display_name(filename, "the file")
     if not data:
         raise CampaignError(f"{filename} is empty")
     if len(data) > limit:
@@ -481,6 +507,7 @@ def import_upload(session: Session, text: str, files: dict[str, bytes]) -> list[
             plain = Path(name).name
             if plain in ("", ".", "..") or plain.startswith("."):
                 raise CampaignError(f"uploaded file {name!r}: give it a plain file name")
+            check_characters(plain, "uploaded file")
             (here / plain).write_bytes(data)
         return import_yaml(session, text, here, keep_current=True)
 

@@ -130,3 +130,74 @@ def test_formula_cells_are_prefixed_with_a_quote():
     assert [csvio.safe_cell(v) for v in ("=1+1", "+1", "-1", "@x", "\tx", "\rx", "a=b", None, 5)] == [
         "'=1+1", "'+1", "'-1", "'@x", "'\tx", "'\rx", "a=b", "", "5",
     ]
+
+
+def _start(client, token: str, mapping: dict) -> str:
+    post(client, f"/admin/contacts/import/{token}", {**mapping, "tags": "", "action": "start"})
+    return text(client.get(f"/admin/contacts/import/{token}/run"))
+
+
+def test_a_shift_jis_file_is_detected_and_its_names_imported_as_written(world):
+    client = signed_in(world)
+    body = "メール,氏名\nyamada@x.example,山田太郎\nsato@x.example,佐藤花子\n".encode("shift_jis")
+    token = _upload(client, body)
+    page = text(client.get(f"/admin/contacts/import/{token}"))
+    assert "山田太郎" in page and "佐藤花子" in page
+    assert re.search(r'<option value="cp932" selected>cp932 \(detected\)</option>', page)
+    done = _start(client, token, {"email": "0", "name": "1"})
+    assert re.search(r"New contacts</dt><dd>2</dd>", done)
+    with world.app_context():
+        assert contacts.find(db.session, "yamada@x.example").name == "山田太郎"
+
+
+def test_the_file_can_be_read_again_in_another_encoding_and_a_wrong_one_is_said(world):
+    client = signed_in(world)
+    token = _upload(client, "Name;Email\nJosé Núñez;jose@es.example\n".encode("cp1252"))
+    url = f"/admin/contacts/import/{token}"
+    assert re.search(r'<option value="cp1252" selected>cp1252 \(detected\)</option>', text(client.get(url)))
+    refused = post(client, url, {"action": "encoding", "encoding": "utf-8"}, follow_redirects=True)
+    assert "Cannot read it that way: the file is not utf-8: byte 15 cannot be read as such." in text(refused)
+    assert "José Núñez" in text(refused), "the file is still read as before"
+    forged = post(client, url, {"action": "encoding", "encoding": "rot13"}, follow_redirects=True)
+    assert "is not one of the encodings offered" in text(forged)
+    token = _upload(client, "email,name\nyamada@x.example,山田太郎\n".encode("shift_jis"))
+    url = f"/admin/contacts/import/{token}"
+    garbled = text(post(client, url, {"action": "encoding", "encoding": "cp1252"}, follow_redirects=True))
+    assert "山田太郎" not in garbled and "ŽR“c‘¾˜Y" in garbled and '<option value="cp1252" selected>' in garbled
+    again = text(post(client, url, {"action": "encoding", "encoding": "cp932"}, follow_redirects=True))
+    assert "山田太郎" in again
+
+
+def test_a_file_in_no_encoding_at_all_is_refused_at_upload(world):
+    client = signed_in(world)
+    response = post(client, "/admin/contacts/import", {"file": (io.BytesIO(bytes(range(256)) * 8), "x.csv")},
+                    content_type="multipart/form-data")
+    assert response.status_code == 200 and "cannot tell which encoding the file is in" in text(response)
+
+
+def test_a_huge_cell_or_a_control_character_rejects_its_row_with_the_reason(world):
+    client = signed_in(world)
+    body = ("email,name,notes\n"
+            f"big@x.example,{'B' * 200_000},\n"          # past csv's own 128 KB field limit
+            "nul@x.example,Nul\x00Name,\n"
+            "esc@x.example,Esc\x1b[2JName,\n"
+            "rlo@x.example,\u202eevil,\n"
+            f"ok@x.example,Okay,{'n' * 150_000}\n")       # an unmapped column may be long
+    token = _upload(client, body)
+    page = text(client.get(f"/admin/contacts/import/{token}"))
+    assert "rejected: the name cell is 200,000 characters long (at most 1,000)" in page
+    assert len(page) < 50_000, "the preview shows a long cell cut short"
+    done = _start(client, token, {"email": "0", "name": "1"})
+    assert re.search(r"New contacts</dt><dd>1</dd>.*Rejected</dt><dd>4</dd>", done, re.S)
+    for code in ("U+0000", "U+001B", "U+202E"):
+        assert f"the name cell contains a control character ({code})" in done
+    with world.app_context():
+        assert [c.email for c in db.session.scalars(select(Contact))] == ["ok@x.example"]
+    report = list(csv.reader(io.StringIO(text(client.get(f"/admin/contacts/import/{token}/rejected.csv")))))
+    assert [r[0] for r in report[1:]] == ["2", "3", "4", "5"] and report[1][3] == "B" * 200_000
+
+
+def test_the_encoding_is_what_spreadsheets_write_when_the_file_reads_cleanly_in_it_else_the_detectors_guess():
+    german = "".join(f"p{i}@x.example,Jürgen Müller {i},tag\n" for i in range(20_000)).encode("cp1252")
+    polish = "email,name\nm@x.pl,Zażółć Gęślą Jaźń\nk@x.pl,Łukasz Żółkiewski\n".encode("cp1250")
+    assert [csvio.detect(d) for d in (german, polish, "é".encode())] == ["cp1252", "cp1250", "utf-8"]

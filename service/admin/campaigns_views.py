@@ -148,11 +148,9 @@ def campaign_asset_add(campaign_id: int):
             raise campaigns.CampaignError("choose a file first")
         upload = form.file.data
         data = upload.read(limit + 1)
-        asset = campaigns.add_asset(db.session, campaign, secure_filename(upload.filename or ""), data, limit)
+        asset = campaigns.add_asset(db.session, campaign, upload.filename or "", data, limit)
     except campaigns.CampaignError as exc:
-        db.session.rollback()
-        flash(f"Not attached: {exc}.", "error")
-        return redirect(_here(campaign))
+        return _refused(campaign, f"Not attached: {exc}.")
     db.session.commit()
     flash(f"{asset.filename} is attached to the magnet.", "ok")
     return redirect(_here(campaign))
@@ -166,12 +164,18 @@ def campaign_asset_name(campaign_id: int, asset_id: int):
             raise campaigns.CampaignError("; ".join(form.name.errors) or "the form expired, try again")
         asset = campaigns.name_asset(campaign, asset_id, form.name.data or "") or abort(404)
     except campaigns.CampaignError as exc:
-        db.session.rollback()
-        flash(f"Name not saved: {exc}.", "error")
-        return redirect(_here(campaign))
+        return _refused(campaign, f"Name not saved: {exc}.")
     db.session.commit()
     flash(f"Prospects get {asset.filename} as {campaigns.attachment_name(asset)}.", "ok")
     return redirect(_here(campaign))
+
+
+def _refused(campaign: Campaign, message: str):
+    """The edit page again, with why a file or its name was refused (400: the request was wrong)."""
+    db.session.rollback()
+    flash(message, "error")
+    campaign = _campaign(campaign.id)
+    return _page(CampaignForm(formdata=None, data=forms.campaign_data(campaign)), campaign, 400)
 
 
 @bp.get("/campaigns/<int:campaign_id>/assets/<int:asset_id>")
@@ -213,8 +217,8 @@ def campaign_import():
         except campaigns.CampaignError as exc:
             db.session.rollback()
             flash(f"Nothing imported: {exc}", "error")
-        else:
-            db.session.commit()
-            flash(f"Imported {', '.join(c.name for c in done) or 'no campaigns'}.", "ok")
-            return redirect(url_for("admin.campaign_list"))
+            return render_template("admin/campaign_import.html", form=form), 400
+        db.session.commit()
+        flash(f"Imported {', '.join(c.name for c in done) or 'no campaigns'}.", "ok")
+        return redirect(url_for("admin.campaign_list"))
     return render_template("admin/campaign_import.html", form=form)

@@ -9,6 +9,7 @@ would run as a formula defused (OWASP "CSV injection").
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import fcntl
@@ -22,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 
+import charset_normalizer
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -36,6 +38,13 @@ _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 _ADDRESS = re.compile(r"^[^@\s\"<>,;()]+@[^@\s\"<>,;()]+\.[^@\s\"<>,;()]+$")
 _GUESSES = {"email": ("email", "mail", "address"), "name": ("name", "fullname", "contact"),
             "tags": ("tags", "tag", "labels", "label", "groups", "group")}
+# Offered beside the detected encoding: what spreadsheets in the West and in Japan save as "CSV".
+ENCODINGS = ("utf-8", "windows-1252", "shift_jis")
+_SPREADSHEETS = ("cp1252", "cp932")
+CELL_MAX = 1000  # longer is no name, address or tag list; a row with one is rejected
+# csv's own limit (128 KB) raises in the middle of the file; a long cell is a reason to reject its row.
+FIELD_LIMIT = 64 * 1024 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 class CsvError(ValueError):
@@ -93,6 +102,8 @@ class ImportState:
     headers: list[str]
     delimiter: str
     total: int
+    encoding: str = "utf-8"
+    detected: str = "utf-8"
     created_at: float = field(default_factory=time.time)
     mapping: dict = field(default_factory=dict)
     tag_all: str = ""
@@ -131,30 +142,70 @@ def save(where: Path, state: ImportState) -> None:
     partial.replace(where / f"{state.token}.json")
 
 
-def _decode(data: bytes) -> str:
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return data.decode("latin-1")
+def detect(data: bytes) -> str:
+    """The upload's encoding: UTF-8 if it reads as UTF-8, else charset-normalizer's guess."""
+    try:
+        data.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    # What spreadsheets write, if the file reads cleanly in it: Western text reads about as well in
+    # several code pages, and the detector alone once picked Baltic cp775 for a German list.
+    best = charset_normalizer.from_bytes(data, cp_isolation=list(_SPREADSHEETS)).best()
+    best = best or charset_normalizer.from_bytes(data).best()
+    if best is None:
+        raise CsvError("cannot tell which encoding the file is in: save it as CSV UTF-8 and upload it again")
+    return codecs.lookup(best.encoding).name
+
+
+def encodings(state: ImportState) -> list[str]:
+    """What the mapping page offers to read the file as: the detected encoding first."""
+    return list(dict.fromkeys(codecs.lookup(e).name for e in (state.detected, *ENCODINGS)))
+
+
+def _decode(data: bytes, encoding: str) -> str:
+    try:
+        return data.decode("utf-8-sig" if encoding == "utf-8" else encoding)  # Excel starts UTF-8 with a BOM
+    except UnicodeDecodeError as exc:
+        raise CsvError(f"the file is not {encoding}: byte {exc.start + 1} cannot be read as such") from exc
+
+
+def _reader(lines, delimiter: str):
+    csv.field_size_limit(max(csv.field_size_limit(), FIELD_LIMIT))
+    return csv.reader(lines, delimiter=delimiter)
 
 
 def store_upload(where: Path, filename: str, data: bytes) -> ImportState:
-    """Keep an uploaded CSV (as UTF-8) and read its header; old imports are cleaned up."""
+    """Keep an uploaded CSV (as it came, and as UTF-8) and read its header; old imports are cleaned up."""
     _forget_old(where)
-    text = _decode(data)
+    encoding = detect(data)
+    state = ImportState(token=secrets.token_hex(16), filename=Path(filename).name[:200], headers=[],
+                        delimiter=",", total=0, encoding=encoding, detected=encoding)
+    (where / f"{state.token}.upload").write_bytes(data)
+    return _read(where, state, encoding)
+
+
+def recode(where: Path, state: ImportState, encoding: str) -> ImportState:
+    """Read the upload again as `encoding` (one of `encodings(state)`), when the guess was wrong."""
+    if encoding not in encodings(state):
+        raise CsvError(f"{encoding!r} is not one of the encodings offered")
+    if not (where / f"{state.token}.upload").exists():
+        raise CsvError("this upload is older than the choice of encoding: upload the file again")
+    return _read(where, state, encoding)
+
+
+def _read(where: Path, state: ImportState, encoding: str) -> ImportState:
+    text = _decode((where / f"{state.token}.upload").read_bytes(), encoding)
     try:
         delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
     except csv.Error:
         delimiter = ","
-    rows = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    headers = [h.strip() for h in next(rows, [])]
+    rows = _reader(io.StringIO(text, newline=""), delimiter)
+    headers = [h.strip()[:200] for h in next(rows, [])]
     if not any(headers):
         raise CsvError("the file is empty: the first row must name the columns")
-    total = sum(1 for row in rows if any(cell.strip() for cell in row))
-    state = ImportState(token=secrets.token_hex(16), filename=Path(filename).name[:200], headers=headers,
-                        delimiter=delimiter, total=total, mapping=guess(headers))
+    state.total = sum(1 for row in rows if any(cell.strip() for cell in row))
+    state.headers, state.delimiter, state.encoding, state.mapping = headers, delimiter, encoding, guess(headers)
     (where / f"{state.token}.csv").write_text(text, encoding="utf-8")
     save(where, state)
     return state
@@ -183,7 +234,7 @@ def guess(headers: list[str]) -> dict:
 def _rows(where: Path, state: ImportState) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) of every non-empty data row."""
     with (where / f"{state.token}.csv").open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter=state.delimiter)
+        reader = _reader(handle, state.delimiter)
         next(reader, None)
         for row in reader:
             if any(cell.strip() for cell in row):
@@ -196,6 +247,9 @@ def check(cells: list[str], mapping: dict) -> tuple[dict | None, str | None]:
         index = mapping.get(key)
         return cells[index].strip() if index is not None and index < len(cells) else ""
 
+    reason = next(filter(None, (_unfit(key, cell(key)) for key in ("email", "name", "tags"))), None)
+    if reason:
+        return None, reason
     raw = cell("email")
     name, address = parseaddr(raw)
     address = contacts.normalise(address)
@@ -206,7 +260,17 @@ def check(cells: list[str], mapping: dict) -> tuple[dict | None, str | None]:
     name = cell("name") or name
     if len(name) > 200:
         return None, "the name is longer than 200 characters"
+    if len(cell("tags")) > contacts.TAG_LENGTH:
+        return None, f"the tags are longer than {contacts.TAG_LENGTH} characters"
     return {"email": address, "name": name, "tags": cell("tags")}, None
+
+
+def _unfit(key: str, value: str) -> str | None:
+    """Why a cell cannot be imported as it is: too long for any column, or with control characters."""
+    if len(value) > CELL_MAX:
+        return f"the {key} cell is {len(value):,} characters long (at most {CELL_MAX:,})"
+    odd = _CONTROL.search(value)
+    return f"the {key} cell contains a control character (U+{ord(odd[0]):04X})" if odd else None
 
 
 def preview(where: Path, state: ImportState, mapping: dict, limit: int = 15) -> list[tuple[int, list[str], str | None]]:

@@ -38,6 +38,8 @@ def import_mapping(token: str):
     state = _state(token)
     if state.started:
         return redirect(url_for("admin.import_run", token=token))
+    if request.method == "POST" and request.form.get("action") == "encoding":
+        return _recode(state, request.form.get("encoding", ""))
     form = MappingForm(data={k: "" if v is None else str(v) for k, v in state.mapping.items()})
     form.set_columns(state.headers)
     # A hostile value is "not mapped" here; the form's own validation then refuses it with a message.
@@ -47,7 +49,17 @@ def import_mapping(token: str):
         csvio.save(_where(), csvio.start(_where(), state, mapping, form.tag_all.data or ""))
         return redirect(url_for("admin.import_run", token=token))
     rows = csvio.preview(_where(), state, mapping)
-    return render_template("admin/import_mapping.html", form=form, state=state, rows=rows)
+    return render_template("admin/import_mapping.html", form=form, state=state, rows=rows,
+                           encodings=csvio.encodings(state))
+
+
+def _recode(state: csvio.ImportState, encoding: str):
+    """Read the file again in another encoding (CSRF is checked app-wide), then show the new preview."""
+    try:
+        csvio.recode(_where(), state, encoding)
+    except csvio.CsvError as exc:
+        flash(f"Cannot read it that way: {exc}.", "error")
+    return redirect(url_for("admin.import_mapping", token=state.token))
 
 
 @bp.get("/contacts/import/<token>/run")
