@@ -123,7 +123,7 @@ def test_the_saved_campaign_preview_is_a_sandboxed_frame_on_its_page(world):
     page = text(client.get(f"/admin/campaigns/{campaign.id}"))
     assert re.search(r'<iframe name="preview"[^>]*sandbox=""', page)
     frame = client.get(f"/admin/campaigns/{campaign.id}/preview")
-    assert "Attached: roadmap.pdf" in text(frame) and "<script" not in text(frame)
+    assert "Attached: Execution-Success-Roadmap.pdf" in text(frame) and "<script" not in text(frame)
 
 
 def test_send_a_test_queues_a_test_row_and_the_worker_mails_it_to_the_admin(world, redis_server, sink):

@@ -101,7 +101,8 @@ def campaign_preview(campaign_id: int | None = None):
     contact = contacts.find(db.session, asked) if asked else None
     mails = preview.sequence(form.entry(), contact or preview.sample_contact(), current_app.config)
     page = render_template("admin/preview_frame.html", mails=mails, contact=contact, asked=asked,
-                           assets=[a.filename for a in campaign.assets] if campaign else [])
+                           assets=[campaigns.attachment_name(a) for a in campaign.assets] if campaign else [],
+                           delivery=form.delivery.data or campaigns.ATTACH)
     return framed(make_response(page))
 
 
