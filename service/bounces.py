@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; inbound imports this module
     from .inbound import Parsed
 
 _SCAN = 60_000  # characters of bounce text worth reading; the rest is the returned message
+_MAX_DEPTH = 30  # MIME nesting walked (inbound.parse already cuts mail with more containers)
+_MAX_PARTS = 500  # parts walked in one multipart
+_MAX_FIELDS_READ = 20  # fields of one name read for addresses
+_MAX_ADDRESS_FIELD = 512  # characters given to parseaddr, which recurses once per nested comment
 
 # RFC 3463 §3.2: X.1.1 bad mailbox, X.1.2 bad system, X.1.3 bad syntax, X.1.6 moved,
 # X.1.10 null MX (RFC 7505); X.4.4 "unable to route" is what MTAs send for a dead domain.
@@ -31,7 +35,11 @@ _VAGUE_STATUS = frozenset({"5.0.0", "4.0.0", "5.1.0", "5.5.0", "5.4.0", "5.3.0",
 
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
 _REPLY_CODE = re.compile(r"(?<![\d.])([245]\d\d)(?=[\s\-])")
-_ADDRESS = re.compile(r"[A-Za-z0-9._%+'=/!#$&*?^{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+# Starts only where a run of local-part characters starts: trying every position of a long run
+# without an "@" rescanned the run each time (quadratic).
+_ADDRESS = re.compile(
+    r"(?<![A-Za-z0-9._%+'=/!#$&*?^{|}~-])[A-Za-z0-9._%+'=/!#$&*?^{|}~-]++@[A-Za-z0-9-]++(?:\.[A-Za-z0-9-]++)+"
+)
 
 # sisimai reasons userunknown / hostunknown / hasmoved / notaccept, as MTAs word them.
 _HARD_TEXT = re.compile(
@@ -73,9 +81,11 @@ _SOFT_TEXT = re.compile(
     r"|suspend|disabled|inactive|deactivated|locked|frozen",
     re.IGNORECASE,
 )
-# Where the copy of the returned message starts in plain-text bounces.
+# Where the copy of the returned message starts in plain-text bounces. The leading space is
+# [ \t], not \s: "^\s*-*\s*" let every line start of a run of blank lines try every split of
+# the run (cubic: a 3 KB bounce took minutes).
 _ORIGINAL_MARKER = re.compile(
-    r"^\s*-*\s*(?:below\s+this\s+line\s+is\s+a\s+copy|this\s+is\s+a\s+copy\s+of\s+the\s+message"
+    r"^[ \t]*+-*+[ \t]*+(?:below\s+this\s+line\s+is\s+a\s+copy|this\s+is\s+a\s+copy\s+of\s+the\s+message"
     r"|original\s+message\s+follows|unsent\s+message\s+follows|message\s+header\s+follows"
     r"|the\s+header\s+of\s+the\s+original\s+message|returned\s+message\s+follows"
     r"|original\s+message\s+headers|headers\s+of\s+your\s+message|----- original message"
@@ -159,10 +169,10 @@ def report_type(msg: Message) -> str:
 def walk(part: Message, depth: int = 0) -> Iterator[Message]:
     """Every MIME part, without descending into enclosed messages (message/*)."""
     yield part
-    if depth > 30 or part.get_content_maintype() == "message" or not part.is_multipart():
+    if depth > _MAX_DEPTH or part.get_content_maintype() == "message" or not part.is_multipart():
         return
     payload = part.get_payload()
-    for sub in payload[:500] if isinstance(payload, list) else ():
+    for sub in payload[:_MAX_PARTS] if isinstance(payload, list) else ():
         if isinstance(sub, Message):
             yield from walk(sub, depth + 1)
 
@@ -191,7 +201,7 @@ def _system_envelope(msg: Message) -> str | None:
     """"Return-Path x" when a mailer-daemon@/postmaster@ Return-Path or Sender sent it: bounces whose From
     names a friendlier "Mail Delivery Service <delivery@…>" still come from the mail system (RFC 3464 §2)."""
     for name in ("Return-Path", "Sender"):
-        address = parseaddr(str(msg.get(name, "") or ""))[1].lower()
+        address = _address(msg.get(name, "") or "")
         if address and is_system(address):
             return f"{name} {address}"
     return None
@@ -270,7 +280,12 @@ def _fields(chunk: str) -> dict[str, str]:
 
 
 def _unfold(value: object) -> str:
-    return re.sub(r"\s*\n\s*", " ", str(value)).strip()
+    return _FOLD.sub(" ", str(value)).strip()
+
+
+# The space around a line break, matched from the start of its run only: from every position of a
+# long run of spaces without a break it rescanned the run each time (quadratic).
+_FOLD = re.compile(r"(?<!\s)\s*\n\s*")
 
 
 def _names_rcpt(block: dict[str, str]) -> bool:
@@ -300,8 +315,16 @@ def _entry(address: str | None, status: str | None, action: str, evidence: str) 
 
 
 def _bare(value: str) -> str | None:
-    address = parseaddr(value.strip())[1] or value.strip().strip("<>")
+    address = _address(value.strip()) or value.strip().strip("<>")[:_MAX_ADDRESS_FIELD]
     return address.lower() or None
+
+
+def _address(value: object) -> str:
+    """The address parseaddr finds in a field, lowercased; '' if none."""
+    try:
+        return parseaddr(str(value)[:_MAX_ADDRESS_FIELD])[1].lower()
+    except RecursionError:  # deeply nested comments; no mail system writes those
+        return ""
 
 
 def _best_status(status: str, diag: str) -> str | None:
@@ -373,7 +396,7 @@ def _is_delay(parsed: Parsed, notice: str) -> bool:
 
 
 def _failed_header(msg: Message) -> list[str]:
-    values = msg.get_all("X-Failed-Recipients") or []
+    values = (msg.get_all("X-Failed-Recipients") or [])[:_MAX_FIELDS_READ]
     found = [a.lower() for v in values for a in _ADDRESS.findall(str(v))]
     return list(dict.fromkeys(found))
 
@@ -382,7 +405,8 @@ def _own_addresses(parsed: Parsed) -> set[str]:
     msg = parsed.headers
     own = {parsed.from_address or "", parsed.reply_to or ""}
     for name in ("To", "Cc", "Delivered-To", "Return-Path"):
-        own.update(a.lower() for v in msg.get_all(name) or [] for a in _ADDRESS.findall(str(v)))
+        values = (msg.get_all(name) or [])[:_MAX_FIELDS_READ]
+        own.update(a.lower() for v in values for a in _ADDRESS.findall(str(v)))
     return own
 
 
@@ -437,9 +461,15 @@ def _original_message_id(parsed: Parsed) -> str | None:
     enclosed = _enclosed_headers(parsed.headers)
     value = enclosed.get("Message-ID") if enclosed is not None else None
     if value is None:
-        found = re.search(r"^\s*Message-I[dD]:\s*(\S+)", parsed.text[:200_000], re.MULTILINE)
+        found = _MESSAGE_ID_LINE.search(parsed.text[:_RETURNED_SCAN])
         value = found.group(1) if found else None
     return str(value).strip().strip("<>").strip() or None if value is not None else None
+
+
+_RETURNED_SCAN = 200_000  # characters of bounce text searched for the returned message's Message-ID
+# [ \t], not \s, before the field name: "^\s*" crossed blank lines, so every line start of a run
+# of them rescanned the run (quadratic).
+_MESSAGE_ID_LINE = re.compile(r"^[ \t]*+Message-I[dD]:\s*+(\S+)", re.MULTILINE)
 
 
 def _enclosed_headers(msg: Message) -> Message | None:

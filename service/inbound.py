@@ -1,7 +1,9 @@
 """Inbound mail: parse raw bytes and classify what kind of mail it is.
 
 Pure: standard library plus mail parsing, no database, no network. `parse` and
-`classify` never raise; mail that cannot be read becomes "human, needs review".
+`classify` never raise (but BudgetExceeded, the caller's CPU budget); mail that cannot be read
+becomes "human, needs review". Both take time linear in the message: no pattern that reads mail
+backtracks more than a bounded amount, and the _MAX_* and _SCAN constants bound what each step sees.
 Precedence follows reference/email-reliability.md §1.1:
 loop → bounce → complaint → auto_reply → bulk → unsubscribe → request/human.
 
@@ -18,13 +20,16 @@ import email
 import email.message
 import functools
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from email.header import decode_header
-from email.utils import getaddresses, parseaddr, parsedate_to_datetime
-from html.parser import HTMLParser
+from email.errors import MessageDefect
+from email.header import Header, decode_header
+from email.utils import parsedate_to_datetime
+from html import unescape
 
 from . import bounces
+from .budget import BudgetExceeded
 
 _MAX_TEXT = 500_000  # characters of body text kept; classification reads far less
 _SCAN = 60_000  # characters the text rules look at
@@ -105,11 +110,57 @@ class Classification:
 
 # ---------------------------------------------------------------- parse
 
+# What the MIME parser reads. The stdlib's feedparser costs about a microsecond a body line times
+# the depth of multipart nesting (each line is checked against every open boundary) and ten a
+# header line, so a message is cut before parsing at these bounds and the cut noted as a defect.
+# What lies past them is mostly attachments, which classification never reads.
+_MAX_BYTES = 4 * 1024 * 1024
+_MAX_LINES = 10_000
+_MAX_HEADER_LINES = 2_000  # of the message's own header; the body after it is still read
+_MAX_MIME_PARTS = 200  # Content-Type fields
+_MAX_CONTAINERS = 16  # multipart/* and message/* parts among them: this bounds the depth
+_LINE = rb"(?>[^\r\n]*+(?:\r\n?|\n))"  # atomic: counting lines never backtracks
+_FIRST_LINES = re.compile(_LINE + rb"{%d}" % _MAX_LINES)
+_FIRST_HEADER_LINES = re.compile(_LINE + rb"{%d}" % _MAX_HEADER_LINES)
+_CONTENT_TYPE = re.compile(rb"\ncontent-type:\s*+([a-z]*+)")  # on lowercased text, CR read as LF
+
+# What each part keeps of its header. The classifier looks fields up by name (one scan of the
+# part's fields each), and email.message._parseparam is quadratic in the ';' of a Content-* field.
+_MAX_HEADERS = 500  # fields per part
+_MAX_FIELD_CHARS = 8_000  # of a field's value (RFC 5322 §2.1.1: lines of 998 characters at most)
+_MAX_FIELD_NAME = 100
+_MAX_PARAMS = 30  # ';'-separated parameters of a Content-* field
+_MAX_DECODED = 2_000  # characters of a field given to RFC 2047 decoding (its word regex is quadratic)
+_MAX_RECIPIENT_CHARS = 16_000  # of the fields of one recipient header, read for trigger addresses
+
+
+class TooManyHeaderFields(MessageDefect):
+    """A part with more than _MAX_HEADERS header fields: the rest were not kept."""
+
+
+class _Message(email.message.Message):
+    """A compat32 message part that keeps a bounded number of bounded header fields."""
+
+    def set_raw(self, name: str, value: str) -> None:
+        if len(self) < _MAX_HEADERS:
+            super().set_raw(name[:_MAX_FIELD_NAME], _bounded_field(name, value))
+        elif not any(isinstance(d, TooManyHeaderFields) for d in self.defects):
+            self.defects.append(TooManyHeaderFields())
+
+
+def _bounded_field(name: str, value: str) -> str:
+    value = value[:_MAX_FIELD_CHARS]
+    if name.lower().startswith("content-") and value.count(";") > _MAX_PARAMS:
+        value = ";".join(value.split(";", _MAX_PARAMS + 1)[:_MAX_PARAMS + 1])
+    return value
+
 
 def parse(raw: bytes) -> Parsed:
-    """Parse raw RFC 5322 bytes; never raises, records what it could not read."""
+    """Parse raw RFC 5322 bytes; never raises (but BudgetExceeded), records what it could not read."""
     try:
         return _parse(raw if isinstance(raw, bytes | bytearray) else str(raw).encode())
+    except BudgetExceeded:
+        raise  # the caller's CPU budget ran out: its decision, not a verdict on the mail
     except Exception as exc:  # the contract: a bad message must not stop the pipeline
         return _failed(f"parse error: {type(exc).__name__}: {exc}")
 
@@ -117,11 +168,12 @@ def parse(raw: bytes) -> Parsed:
 def _parse(raw: bytes) -> Parsed:
     if not raw.strip():
         return _failed("empty message")
+    cuts: list[str] = []
     # compat32 is the most forgiving policy with broken headers; we decode words ourselves.
-    msg = email.message_from_bytes(bytes(raw))
+    msg = email.message_from_bytes(_bounded(bytes(raw), cuts), _class=_Message)
     if not msg.keys():
         return _failed("no header fields: not an RFC 5322 message", msg)
-    defects = _defects(msg)
+    defects = _defects(msg) + cuts
     text = _body_text(msg, defects)
     name, address = _from(msg, defects)
     return Parsed(
@@ -131,7 +183,8 @@ def _parse(raw: bytes) -> Parsed:
         subject=header_text(msg, "Subject", defects),
         from_name=name,
         from_address=address,
-        reply_to=next(iter(_addresses(msg, ("Reply-To",))), None),
+        # With no one mailbox in the From, a Reply-To is no reason to answer either: Review decides.
+        reply_to=_only_address(msg, "Reply-To") if address else None,
         recipients=_addresses(msg, ("To", "Cc", "Delivered-To", "X-Original-To")),
         date=_date(msg),
         text=text,
@@ -139,6 +192,49 @@ def _parse(raw: bytes) -> Parsed:
         headers=msg,
         defects=tuple(defects),
     )
+
+
+def _bounded(raw: bytes, cuts: list[str]) -> bytes:
+    """The start of the raw message that the parser reads, within the bounds above."""
+    raw = _short_header(raw, cuts)
+    end, why = len(raw), ""
+    if end > _MAX_BYTES:
+        end, why = _MAX_BYTES, f"more than {_MAX_BYTES} bytes"
+    if raw.count(b"\n", 0, end) + raw.count(b"\r", 0, end) > _MAX_LINES:
+        lines = _FIRST_LINES.match(raw, 0, end)
+        if lines:
+            end, why = lines.end(), f"more than {_MAX_LINES} lines"
+    parts = _mime_end(raw, end)
+    if parts is not None:
+        end, why = parts, f"more than {_MAX_MIME_PARTS} MIME parts or {_MAX_CONTAINERS} multipart/message parts"
+    if why:
+        cuts.append(f"message cut at byte {end} ({why}): the rest is not read")
+    return raw[:end]
+
+
+def _short_header(raw: bytes, cuts: list[str]) -> bytes:
+    """The message with its header cut to _MAX_HEADER_LINES lines, its body kept."""
+    end = min(len(raw), _MAX_BYTES)
+    blank = [i for i in (raw.find(b"\n\n", 0, end), raw.find(b"\n\r\n", 0, end), raw.find(b"\r\r", 0, end)) if i >= 0]
+    head = min(blank) + 1 if blank else end
+    if raw.count(b"\n", 0, head) + raw.count(b"\r", 0, head) <= _MAX_HEADER_LINES:
+        return raw
+    kept = _FIRST_HEADER_LINES.match(raw, 0, head)
+    if kept is None:  # CRLF counted twice: the header is within the bound after all
+        return raw
+    cuts.append(f"header cut to its first {_MAX_HEADER_LINES} lines")
+    return raw[: kept.end()] + raw[head:]
+
+
+def _mime_end(raw: bytes, end: int) -> int | None:
+    """Where the Content-Type field past the part bounds starts, or None."""
+    low = b"\n" + raw[:end].lower().replace(b"\r", b"\n")  # index i + 1 here is index i of raw
+    containers = 0
+    for parts, found in enumerate(_CONTENT_TYPE.finditer(low), 1):
+        containers += found.group(1) in (b"multipart", b"message")
+        if parts > _MAX_MIME_PARTS or containers > _MAX_CONTAINERS:
+            return found.start()  # the "\n" before the field: the field's first byte in raw
+    return None
 
 
 def _failed(reason: str, msg: email.message.Message | None = None) -> Parsed:
@@ -163,9 +259,12 @@ def header_text(msg: email.message.Message, name: str, defects: list[str] | None
     return "" if value is None else _decode_value(value, name, defects)
 
 
+_UNFOLD = re.compile(r"\r?\n[ \t]+")  # RFC 5322 §2.2.3
+
+
 def _decode_value(value: object, name: str, defects: list[str] | None = None) -> str:
     if isinstance(value, str):  # unfold first: clients fold inside encoded words (RFC 2047 §2)
-        value = re.sub(r"\r?\n[ \t]+", " ", value)
+        value = _UNFOLD.sub(" ", value[:_MAX_DECODED])
     try:
         chunks = decode_header(value)
     except Exception:  # a malformed encoded word: keep the raw text
@@ -204,21 +303,143 @@ _CHARSET_ALIASES = {
 }
 
 
+# -- addresses (RFC 5322 §3.4), read from the raw field: decoding first would let an encoded word
+# such as "=?utf-8?q?Bob=0D=0ABcc:_eve@x?=" add a mailbox. Quoted strings, comments, angle
+# addresses and encoded words are single tokens, so a ':' ',' or '@' inside one never splits a
+# field or names an address; only the display name is decoded, afterwards.
+_ADDRESS_TOKEN = re.compile(
+    r'"(?:[^"\\]|\\.)*+"?'  # quoted string
+    r"|\((?:[^()\\]|\\.)*+\)?"  # comment (a nested one reads as text)
+    r"|<[^<>]*+>?"  # angle address
+    r"|=\?[^?\s]*+\?[bBqQ]\?[^?\s]*+\?="  # encoded word
+    r"|[,:;]"
+    r"|(?:[^\"(<,:;=]|=(?!\?))++"  # atoms, dots, spaces, a stray '>' or ')'
+    r"|=",  # a "=?" that starts no encoded word
+    re.DOTALL,
+)
+_ADDR_SPEC = re.compile(r"[^\s\"(),:;<>@\[\\\]]++(?:@[^\s\"(),:;<>@\[\\\]]++)?")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_MAX_ADDRESS = 254  # RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its angle brackets
+_MAX_NAME = 64  # characters of a display name kept
+_NAME_MARKS = frozenset(" '’-.,")
+
+
 def _from(msg: email.message.Message, defects: list[str]) -> tuple[str, str | None]:
-    if msg.get("From") is None:
+    """RFC 5322 §3.6.2: one From field naming one mailbox; anything else has no address to answer."""
+    values = msg.get_all("From") or []
+    if not values:
         defects.append("no From header")
         return "", None
-    name, address = parseaddr(header_text(msg, "From"))
-    return name.strip(), address.strip().lower() or None
+    box = _mailbox_of(values[0]) if len(values) == 1 else None
+    if box is None:
+        defects.append("From does not name exactly one mailbox")
+        return "", None
+    if box[1] is None:  # "MAILER-DAEMON <>": the name still says who wrote
+        defects.append("From has no valid address")
+    return _display_name(box[0]), box[1]
+
+
+def _only_address(msg: email.message.Message, name: str) -> str | None:
+    """The address of a field that must appear once with one mailbox (Reply-To), else None."""
+    values = msg.get_all(name) or []
+    box = _mailbox_of(values[0]) if len(values) == 1 else None
+    return box[1] if box else None
+
+
+def _mailbox_of(value: object) -> tuple[str, str | None] | None:
+    """(display name as written, address) when the field is exactly one mailbox, no group."""
+    boxes, group = _mailboxes(_raw_text(value))
+    return boxes[0] if len(boxes) == 1 and not group else None
+
+
+def _raw_text(value: object) -> str:
+    """A field as text with its RFC 2047 words still encoded; 8-bit bytes read as UTF-8 or cp1252."""
+    if isinstance(value, Header):  # compat32 wraps fields with 8-bit bytes, undecoded
+        value = "".join(c if isinstance(c, str) else _decode(c, cs) for c, cs in decode_header(value))
+    return _UNFOLD.sub(" ", str(value)[:_MAX_FIELD_CHARS])
+
+
+def _mailboxes(raw: str) -> tuple[list[tuple[str, str | None]], bool]:
+    """Each mailbox of an address field as (display name as written, address or None), and whether
+    it uses group syntax ("name: a@x, b@y;"); a group's own name is not a mailbox."""
+    chunks: list[list[str]] = [[]]
+    group = False
+    for token in _ADDRESS_TOKEN.findall(raw):
+        if token == ":":
+            group, chunks[-1] = True, []
+        elif token in (",", ";"):
+            chunks.append([])
+        else:
+            chunks[-1].append(token)
+    return [_mailbox(c) for c in chunks if "".join(c).strip()], group
+
+
+def _mailbox(tokens: list[str]) -> tuple[str, str | None]:
+    """RFC 5322 §3.4 name-addr ("phrase <addr-spec>") or addr-spec, comments anywhere; an old-style
+    "addr (Name)" names the person in its comment."""
+    angles = [i for i, t in enumerate(tokens) if t.startswith("<")]
+    if not angles:
+        comments = [t for t in tokens if t.startswith("(")]
+        words = "".join(t for t in tokens if not t.startswith("("))
+        return (_unquoted(comments[0]) if comments else ""), _addr_spec(words)
+    at = angles[0]
+    angle, rest = tokens[at], "".join(t for t in tokens[at + 1:] if not t.startswith("("))
+    phrase = "".join(_unquoted(t) for t in tokens[:at] if not t.startswith("("))
+    if len(angles) > 1 or not angle.endswith(">") or rest.strip():
+        return phrase, None
+    return phrase, _addr_spec(angle[1:-1])
+
+
+def _unquoted(token: str) -> str:
+    """The text of a quoted string or comment token, its quoted pairs unescaped."""
+    close = {'"': '"', "(": ")"}.get(token[:1])
+    if close is None:
+        return token
+    inner = token[1:-1] if len(token) > 1 and token.endswith(close) else token[1:]
+    return _QUOTED_PAIR.sub(r"\1", inner)
+
+
+def _addr_spec(text: str) -> str | None:
+    address = text.strip()
+    if len(address) > _MAX_ADDRESS or not _ADDR_SPEC.fullmatch(address):
+        return None
+    return address.lower()
+
+
+def _display_name(phrase: str) -> str:
+    """The decoded display name when it is only a name, else "" (the greeting then says "there").
+
+    It is echoed into our To header and greeting: a name carrying an address, a link, digits or an
+    instruction ("Pay invoice 4711 at …") must reach neither.
+    """
+    decoded = unicodedata.normalize("NFC", _decode_value(phrase, "From"))
+    # Unicode category C: controls, format (bidi overrides U+202A-202E, isolates U+2066-2069), unassigned.
+    name = " ".join("".join(c for c in decoded if unicodedata.category(c)[0] != "C").split())
+    return name[:_MAX_NAME].strip() if _plain_name(name) else ""
+
+
+def _plain_name(name: str) -> bool:
+    """Letters, spaces, apostrophes, hyphens, dots and commas, at most five words, nothing like a
+    link: "Dana Prospect" and "O'Brien-Núñez, J." are names; "evil.example" and "www." are not."""
+    low = name.lower()
+    if "@" in low or "://" in low or "www." in low or len(name.split()) > 5 or _DOTTED.search(name):
+        return False
+    return all(c.isalpha() or c in _NAME_MARKS or unicodedata.category(c)[0] == "M" for c in name)
+
+
+_DOTTED = re.compile(r"\.[^\W\d_]")  # "evil.example": a dot inside a word reads as a domain
 
 
 def _addresses(msg: email.message.Message, names: tuple[str, ...]) -> tuple[str, ...]:
-    values = [_decode_value(v, n) for n in names for v in (msg.get_all(n) or [])[:20]]
-    try:
-        pairs = getaddresses(values)
-    except Exception:
-        pairs = []
-    found = [a.strip().lower() for _, a in pairs if "@" in a]
+    found: list[str] = []
+    for name in names:
+        room = _MAX_RECIPIENT_CHARS
+        for value in msg.get_all(name) or []:
+            text = _raw_text(value)[:room]
+            found += [a for _, a in _mailboxes(text)[0] if a and "@" in a]
+            room -= len(text)
+            if room <= 0:
+                break
     return tuple(dict.fromkeys(found))
 
 
@@ -273,58 +494,64 @@ def _part_text(part: email.message.Message, defects: list[str]) -> str:
     return _decode(data[: _MAX_TEXT * 4], charset, defects) if isinstance(data, bytes) else ""
 
 
-class _HTMLText(HTMLParser):
+# -- HTML. html.parser is quadratic on some broken HTML ("<a " repeated took minutes), so this reads
+# HTML with one linear tokenizer instead: comments and declarations are skipped, a tag runs to the
+# next ">", and a "<" that starts no tag is text.
+_MAX_HTML = 200_000  # characters of an HTML part read; the text we need comes first
+_MAX_QUOTE_DEPTH = 10  # "> " written per nested <blockquote>; deeper quotes read as this deep
+_HTML_TOKEN = re.compile(
+    r"<!--.*?(?:-->|\Z)|<[!?][^>]*+>?"
+    r"|<(/?)([a-zA-Z][a-zA-Z0-9]*+)[^>]*+>?"
+    r"|(?:[^<]|<(?!/?[a-zA-Z!?]))++",
+    re.DOTALL,
+)
+_HTML_BLOCK = frozenset({
+    "p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+    "pre", "section", "article", "header", "footer", "dd", "dt", "center", "address",
+})
+_HTML_SKIP = frozenset({"style", "script", "head", "title"})
+
+
+class _HTMLText:
     """HTML to plain text: block tags break lines, <blockquote> lines get '> ' (quoted)."""
 
-    _BLOCK = frozenset({
-        "p", "div", "br", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
-        "pre", "section", "article", "header", "footer", "dd", "dt", "center", "address",
-    })
-    _SKIP = frozenset({"style", "script", "head", "title"})
-
     def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.lines: list[str] = [""]
+        self.lines: list[list[str]] = [[]]
         self.depth = self.skip = 0
 
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        self._tag(tag, +1)
-
-    def handle_endtag(self, tag: str) -> None:
-        self._tag(tag, -1)
+    def token(self, found: re.Match) -> None:
+        closing, tag = found.group(1, 2)
+        if tag is not None:
+            self._tag(tag.lower(), -1 if closing else +1)
+        elif not found.group(0).startswith(("<!", "<?")):
+            self._data(found.group(0))
 
     def _tag(self, tag: str, step: int) -> None:
-        if tag in self._SKIP:
+        if tag in _HTML_SKIP:
             self.skip = max(0, self.skip + step)
         elif tag == "blockquote":
-            self._newline()
+            self.lines.append([])
             self.depth = max(0, self.depth + step)
-        elif tag in self._BLOCK:
-            self._newline()
+        elif tag in _HTML_BLOCK:
+            self.lines.append([])
 
-    def _newline(self) -> None:
-        self.lines.append("")
-
-    def handle_data(self, data: str) -> None:
+    def _data(self, data: str) -> None:
         if self.skip:
             return
         if not self.lines[-1] and self.depth:
-            self.lines[-1] = "> " * self.depth
-        self.lines[-1] += re.sub(r"[\s\xa0]+", " ", data)
+            self.lines[-1].append("> " * min(self.depth, _MAX_QUOTE_DEPTH))
+        self.lines[-1].append(re.sub(r"[\s\xa0]+", " ", unescape(data)))
 
     def text(self) -> str:
-        lines = [line.strip() for line in self.lines]
+        lines = ["".join(parts).strip() for parts in self.lines]
         return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def html_to_text(html: str) -> str:
-    """Readable text from an HTML body (stdlib only); never raises."""
+def html_to_text(markup: str) -> str:
+    """Readable text from an HTML body (stdlib only, linear in its first _MAX_HTML characters)."""
     converter = _HTMLText()
-    try:
-        converter.feed(html[:_MAX_TEXT * 2])
-        converter.close()
-    except Exception:
-        pass
+    for found in _HTML_TOKEN.finditer(markup[:_MAX_HTML]):
+        converter.token(found)
     return converter.text()
 
 
@@ -348,12 +575,18 @@ _FORWARD_MARKER = re.compile(
     r"|inicio\s+del\s+mensaje\s+reenviado|begin\s+doorgestuurd\s+bericht)\b.*$",
     re.IGNORECASE,
 )
+# "----- Original Message -----", or a rule of seven dashes or more. The dash and space runs are
+# possessive: the label may itself hold dashes, and letting the runs give them back made a line
+# of 40,000 dashes try every split (quadratic); now only the label, at most 40 long, backtracks.
 _REPLY_MARKER = re.compile(
-    r"^\s*-{2,}\s*(?:original\s+message|ursprüngliche\s+nachricht|urspruengliche\s+nachricht"
+    r"\s*+-{2,}+\s*+(?:original\s+message|ursprüngliche\s+nachricht|urspruengliche\s+nachricht"
     r"|original-nachricht|message\s+d'origine|mensaje\s+original|oorspronkelijk\s+bericht"
-    r"|original\s+text|[\w' .-]{3,40})\s*-{2,}\s*$",
+    r"|original\s+text|[\w' .-]{3,40})\s*+-{2,}+\s*+$|\s*+-{7,}+\s*+$",
     re.IGNORECASE,
 )
+_QUOTE_LINES = 2_000  # lines searched for where the quote starts; the ones after are never new text
+# A run of blank lines reads as one, so a run does not spend the _QUOTE_LINES of the text after it.
+_BLANK_LINES = re.compile(r"\n(?:[ \t]*+\n){2,}+")
 _HEADER_FROM = re.compile(r"^\*?(?:from|von|de|van|da|od|от|fra|från)\s*:\*?\s*\S", re.IGNORECASE)
 _HEADER_SENT = re.compile(
     r"^\*?(?:sent|date|gesendet|datum|envoy[ée]|enviado|verzonden|fecha|data|отправлено|sendt"
@@ -381,7 +614,7 @@ _VALEDICTION = re.compile(
 # signature saying "stop sending" live.
 def split_reply(text: str) -> tuple[str, str, bool]:
     """(new text, the quoted or forwarded rest, whether the rest is a forward)."""
-    lines = text[:_SCAN].split("\n")
+    lines = _BLANK_LINES.sub("\n\n", text[:_SCAN]).split("\n")
     cut, forward = _quote_start(lines)
     mine = [line for line in lines[:cut] if not line.lstrip().startswith(">")]
     mine = _strip_signature([line.rstrip() for line in mine if not _ATTRIBUTION.match(line)])
@@ -392,7 +625,7 @@ def split_reply(text: str) -> tuple[str, str, bool]:
 def _quote_start(lines: list[str]) -> tuple[int, bool]:
     """Index of the first line of the quoted/forwarded block, and whether it is a forward."""
     seen_text = False
-    for i, line in enumerate(lines):
+    for i, line in enumerate(lines[:_QUOTE_LINES]):
         s = line.strip()
         if _FORWARD_MARKER.match(s):
             return i, True
@@ -400,7 +633,7 @@ def _quote_start(lines: list[str]) -> tuple[int, bool]:
         if seen_text and quoted:
             return i, False
         seen_text = seen_text or bool(s and not s.startswith(">"))
-    return len(lines), False
+    return min(len(lines), _QUOTE_LINES), False
 
 
 def _is_attribution(lines: list[str], i: int) -> bool:
@@ -442,10 +675,12 @@ def _strip_signature(lines: list[str]) -> list[str]:
 def classify(
     message: bytes | Parsed, campaigns=(), identity: Identity | None = None
 ) -> Classification:
-    """Classify raw bytes or a Parsed message; never raises (errors become human + review)."""
+    """Classify raw bytes or a Parsed message; never raises but BudgetExceeded (errors: human + review)."""
     try:
         parsed = message if isinstance(message, Parsed) else parse(message)
         return _classify(parsed, tuple(campaigns or ()), identity or Identity())
+    except BudgetExceeded:
+        raise  # the caller's CPU budget ran out: its decision, not a verdict on the mail
     except Exception as exc:  # the contract: a bad message must not stop the pipeline
         reason = f"classifier error: {type(exc).__name__}: {exc}"
         return Classification("human", reasons=[reason], review=True)
@@ -503,6 +738,7 @@ def verp_token(p: Parsed, identity: Identity) -> str | None:
     return _plus_token(p, identity.bounce_address, _VERP_HEADERS)
 
 
+_MAX_FIELDS_READ = 20  # fields of one name a header rule reads
 _VERP_HEADERS = ("To", "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "Cc")
 
 
@@ -512,7 +748,7 @@ def _plus_token(p: Parsed, base: str | None, names: tuple[str, ...]) -> str | No
     local, domain = (re.escape(part) for part in base.rsplit("@", 1))
     pattern = re.compile(rf"(?<![\w.+-]){local}\+([^@\s<>\"]+)@{domain}\b", re.I)
     for name in names:
-        for value in p.headers.get_all(name) or []:
+        for value in (p.headers.get_all(name) or [])[:_MAX_FIELDS_READ]:
             found = pattern.search(str(value))
             if found:
                 return found.group(1)
@@ -634,7 +870,7 @@ def _auto_header_signals(h: email.message.Message) -> list[str]:
         if str(h.get(name, "no")).strip().lower() not in ("no", "false", "0"):
             reasons.append(f"{name} header")
     for name, pattern in _AUTO_HEADERS:
-        if any(re.match(pattern, str(v).strip(), re.I) for v in h.get_all(name) or []):
+        if any(re.match(pattern, str(v).strip(), re.I) for v in (h.get_all(name) or [])[:_MAX_FIELDS_READ]):
             reasons.append(f"{name}: {str(h.get(name)).strip()[:40]}")
     # Exchange OOF (Zammad's rule); X-Auto-Response-Suppress alone is only a request to us.
     suppress = str(h.get("X-Auto-Response-Suppress", "")).lower()
@@ -813,10 +1049,11 @@ def bulk_signals(p: Parsed) -> list[str]:
 
 
 def _senders(p: Parsed) -> list[tuple[str, str]]:
-    found = [("From", p.from_address or "")]
+    found = [("From", p.from_address)]
     for name in ("Sender", "Return-Path"):
-        address = parseaddr(str(p.headers.get(name, "")))[1].lower()
-        found.append((name, address))
+        value = p.headers.get(name)
+        box = _mailbox_of(value) if value is not None else None
+        found.append((name, box[1] if box else None))
     return [(n, a) for n, a in found if a]
 
 
@@ -860,7 +1097,9 @@ _FOOTER = re.compile(
 _ALONE = re.compile(
     r"^\W*(?:unsubscribe|remove(?:\s+me)?|(?:please\s+)?stop(?:\s+please)?)\W*$", re.IGNORECASE
 )
-_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|antw|fwd?|wg|tr|rv|r)\s*(?:\[\d+\])?\s*:\s*)+", re.I)
+# "Re: ", "AW[2]: ", "Fwd : "; the space before "[2]" and before ":" is one run (two adjacent
+# runs split a long one every way: quadratic).
+_PREFIX = re.compile(r"^\s*(?:(?:re|aw|sv|antw|fwd?|wg|tr|rv|r)\s*(?:\[\d+\]\s*)?:\s*)+", re.I)
 
 
 def _as_unsubscribe(p: Parsed, campaigns: tuple, identity: Identity) -> Classification | None:
@@ -1131,8 +1370,13 @@ def _sentence_cuts(text: str) -> list[int]:
         if len(stripped) < _WRAP or stripped[-1] in ".!?;:":
             cuts.add(min(pos + len(line) + 1, len(text)))
         pos += len(line) + 1
-    cuts.update(m.end() for m in re.finditer(r"[.!?;。！？]+(?=\s)", text))
+    cuts.update(m.end() for m in _SENTENCE_END.finditer(text))
     return sorted(cuts)
+
+
+# A run of end marks followed by a space. Only the run's first mark may start a match: starting at
+# every mark of a long run with no space after it rescanned the run each time (quadratic).
+_SENTENCE_END = re.compile(r"(?<![.!?;。！？])[.!?;。！？]++(?=\s)")
 
 
 def _mention(text: str, cuts: list[int], span: tuple[int, int, str, bool], where: str) -> _Mention:
@@ -1273,7 +1517,7 @@ def _subject_names(subject: str, rule: CampaignRule) -> str | None:
     if len(subject) > 200:
         return None
     for word, _, pattern in _patterns(rule):
-        shape = rf"\W*(?:{_SUBJECT_ARTICLE}\s+)?(?:{pattern.pattern})\W*(?:{_SUBJECT_PLEASE.pattern})?\W*"
+        shape = rf"\W*(?:{_SUBJECT_ARTICLE}\s+)?(?:{pattern.pattern})(?:\W*(?:{_SUBJECT_PLEASE.pattern}))?\W*"
         if re.fullmatch(shape, subject, re.IGNORECASE):
             return word
     return None
@@ -1304,7 +1548,7 @@ def _forward(p: Parsed) -> tuple[bool, str]:
 
 _FORWARD_SUBJECT = re.compile(r"^\s*(?:re:\s*)*(?:fwd?|wg|tr|rv|doorst)\s*:", re.IGNORECASE)
 # A reply's Subject repeats the mail it answers: not the writer's new words.
-_REPLY_SUBJECT = re.compile(r"^\s*(?:re|aw|sv|antw|rif|r)\s*(?:\[\d+\])?\s*:", re.IGNORECASE)
+_REPLY_SUBJECT = re.compile(r"^\s*(?:re|aw|sv|antw|rif|r)\s*(?:\[\d+\]\s*)?:", re.IGNORECASE)
 
 
 def _note_asks_for_help(note: str) -> bool:

@@ -26,6 +26,7 @@ PENDING, SENDING, SENT, FAILED, CANCELLED, UNKNOWN = (
 )
 # RFC 5322 §3.6.4 allows trimming a long References: keep the first and the most recent ids.
 REFERENCES_KEPT = 20
+SUBJECT_MAX = 998  # outbound.subject's size
 # MS-OXOMSG 2.2.1.3: a 22-byte header block, then 5 bytes per reply. Past this many bytes a thread
 # someone else started deep is not extended further (Outlook still threads on the topic).
 THREAD_INDEX_MAX = 120
@@ -44,8 +45,9 @@ def thread_subject(subject: str, fallback: str) -> str:
     """Gmail threads only when the subject stays the same, so answers keep `Re: <theirs>`."""
     subject = " ".join(subject.split())
     if not subject:
-        return fallback
-    return subject if subject.lower().startswith(("re:", "aw:", "sv:")) else f"Re: {subject}"
+        return fallback[:SUBJECT_MAX]
+    # The column holds 998 characters (one RFC 5322 line); "Re: " must not push a long one past it.
+    return (subject if subject.lower().startswith(("re:", "aw:", "sv:")) else f"Re: {subject}")[:SUBJECT_MAX]
 
 
 def references(chain: list[str]) -> str:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from service import contacts, intake, outbound
 from service.extensions import db
-from service.models import Enrollment, Event, InboundMessage
+from service.models import Contact, Enrollment, Event, InboundMessage
 from tests.world import dsn, mail, parse, run_poller, run_worker, scalar
 
 NO_VERDICT = "mx.acumen.example; dmarc=none"
@@ -204,3 +204,69 @@ def test_a_message_over_its_cpu_budget_is_quarantined_and_the_next_goes_on(
         assert jobs.process_inbound(second).startswith("request")
         poisoned = db.session.get(InboundMessage, first)
         assert poisoned.state == "quarantined" and "INBOUND_CPU_SECONDS" in poisoned.error
+
+
+def _hostile() -> dict[str, bytes]:
+    """Mail a stranger can send: each must end in a visible state and mail nobody who did not ask."""
+    crlf = b"\r\n"
+    plain = mail(sender="eve@attacker.example")
+    head, _, body = plain.partition(b"\n\n")
+    return {
+        "poison blank lines": (b"From: MAILER-DAEMON@mx.attacker.example\nTo: roadmap@acumen.example\n"
+                               b"Subject: Undelivered Mail\n\n" + b"\n" * 3000 + b"-- \nx\n"),
+        "poison dashes": mail(sender="eve@attacker.example", body="Roadmap please\n" + "-" * 40_000),
+        "headers only": head + b"\n",
+        "binary garbage": bytes(range(256)) * 40,
+        "NUL in a header": plain.replace(b"Subject: Roadmap please", b"Subject: Roadmap\x00please"),
+        "8-bit headers": plain.replace(b"Subject: Roadmap please", "Subject: Roadmap bitte, Grüße".encode()),
+        "a group From": plain.replace(b"From: eve@attacker.example", b"From: friends: a@x.example, b@y.example;"),
+        "several From addresses": plain.replace(b"From: eve@attacker.example",
+                                                b"From: eve@attacker.example, ceo@bigcorp.example"),
+        "no From": plain.replace(b"From: eve@attacker.example\n", b""),
+        "an encoded display name aimed at a third party": plain.replace(
+            b"From: eve@attacker.example",
+            b"From: =?utf-8?q?Bob=0D=0ABcc:_victim@bigcorp.example?= <eve@attacker.example>"),
+        "an unquoted address as display name": plain.replace(
+            b"From: eve@attacker.example", b"From: ceo@bigcorp.example <eve@attacker.example>"),
+        "a Reply-To aimed at a third party": mail(sender="eve@attacker.example", Reply_To="ceo@bigcorp.example",
+                                                   Authentication_Results=NO_VERDICT),
+        "CRLF line ends": plain.replace(b"\n", crlf),
+        "body of nested quotes": mail(sender="eve@attacker.example", body="> " * 5000 + "roadmap please"),
+    }
+
+
+def test_hostile_mail_mails_no_stranger_ends_visible_and_a_real_request_is_still_answered(
+    imap_settings, dovecot, sink, world
+):
+    started = time.monotonic()
+    _deliver(world, dovecot, mail(sender="first@realco.example"))
+    plain_seconds = time.monotonic() - started
+    sink.clear()
+    cases = _hostile()
+    for raw in cases.values():
+        dovecot.append(raw)
+    dovecot.append(mail(sender="dana@realco.example"))
+    started = time.monotonic()
+    run_poller(world)
+    run_worker(world)
+    assert "dana@realco.example" in _recipients(sink)
+    # Generous, and measured against a plain request in this same run: never an absolute time.
+    assert time.monotonic() - started < 30 * plain_seconds + 30
+    strangers = {"ceo@bigcorp.example", "victim@bigcorp.example", "a@x.example", "b@y.example"}
+    assert not strangers & set(_recipients(sink))
+    with world.app_context():
+        for message in db.session.scalars(select(InboundMessage)):
+            assert message.state in ("processed", "review", "quarantined"), message.id
+            assert message.reasons or message.error, f"#{message.id} ended without a reason"
+        for address in strangers:
+            assert contacts.find(db.session, address) is None
+        names = [c.name for c in db.session.scalars(select(Contact))]
+        assert not any("\r" in n or "\n" in n or "@" in n for n in names)
+
+
+def test_a_subject_as_long_as_a_mail_line_still_gets_its_answer(imap_settings, dovecot, sink, world):
+    _deliver(world, dovecot, mail(subject="Roadmap please " + "x" * 990))
+    [reply] = sink.wait_for(1)
+    assert reply.rcpt_tos == ["bob@prospect.example"]
+    with world.app_context():
+        assert len(db.session.scalar(select(outbound.Outbound.subject))) == outbound.SUBJECT_MAX
