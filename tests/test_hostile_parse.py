@@ -89,6 +89,8 @@ CASES = {
     "punctuation before the magnet": (_mail("!" * 50_000 + "x roadmap"), "human"),
     "spaces in a DSN field": (_dsn(" " * 100_000 + "x"), "bounce"),
     "nested HTML tags": (_mail("<b>" * 200_000, "Content-Type: text/html"), "human"),
+    "unclosed HTML tags": (_mail("<a " * 30_000, "Content-Type: text/html"), "human"),
+    "nested blockquotes": (_mail("<blockquote>a" * 20_000, "Content-Type: text/html"), "human"),
     "an unclosed HTML comment": (_mail("<p>Hi<!--" + "-" * 1_000_000, "Content-Type: text/html"), "human"),
     "HTML entities": (_mail("&amp" * 300_000, "Content-Type: text/html"), "human"),
 }
