@@ -86,12 +86,17 @@ def test_the_name_the_admin_gave_the_file_is_the_downloads_name(world):
     assert response.headers["Content-Disposition"] == 'attachment; filename="Roadmap 2026.pdf"'
 
 
-def test_a_test_send_downloads_but_is_nobodys_download(world):
+def _test_send(world) -> int:
+    """A test send of the magnet to the admin: it belongs to nobody."""
     with world.app_context():
         campaign = campaigns.by_slug(db.session, "execution-roadmap")
         row = campaigns.plan_test(db.session, campaign, "alice@acumen.example", None, "acumen.example")
         db.session.commit()
-        row_id = row.id
+        return row.id
+
+
+def test_a_test_send_downloads_but_is_nobodys_download(world):
+    row_id = _test_send(world)
     response = world.test_client().get(_link(world, row_id))
     assert response.status_code == 200 and response.data == PDF
     assert _events(world, "downloaded") == []
@@ -202,11 +207,7 @@ def test_a_link_that_still_works_asks_for_nothing_fresh(world):
 
 
 def test_an_expired_test_send_link_offers_no_fresh_mail(world):
-    with world.app_context():
-        campaign = campaigns.by_slug(db.session, "execution-roadmap")
-        row = campaigns.plan_test(db.session, campaign, "alice@acumen.example", None, "acumen.example")
-        db.session.commit()
-        row_id = row.id
+    row_id = _test_send(world)
     link = _link(world, row_id, days_ago=31)
     assert b"send yourself a new test" in world.test_client().get(link).data
     world.test_client().post(link)

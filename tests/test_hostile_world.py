@@ -10,26 +10,10 @@ from sqlalchemy import select
 from service import contacts, intake, outbound
 from service.extensions import db
 from service.models import Contact, Enrollment, Event, InboundMessage
-from tests.world import dsn, mail, parse, run_poller, run_worker, scalar
+from tests.test_consequences import _deliver, _requested
+from tests.world import dsn, mail, run_poller, run_worker, scalar
 
 NO_VERDICT = "mx.acumen.example; dmarc=none"
-
-
-def _deliver(app, dovecot, raw: bytes) -> InboundMessage:
-    dovecot.append(raw)
-    run_poller(app)
-    run_worker(app)
-    with app.app_context():
-        message = db.session.scalar(select(InboundMessage).order_by(InboundMessage.id.desc()))
-        db.session.expunge(message)
-        return message
-
-
-def _requested(app, dovecot, sink) -> str:
-    dovecot.append(mail())
-    run_poller(app)
-    run_worker(app)
-    return parse(sink.wait_for(1)[0].data)["Message-ID"].strip("<>")
 
 
 def _recipients(sink) -> list[str]:
