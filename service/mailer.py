@@ -8,6 +8,7 @@ import logging
 import re
 import smtplib
 import ssl
+import string
 import textwrap
 import time
 import unicodedata
@@ -239,12 +240,49 @@ def _concat(eval_ctx: EvalContext, items: list) -> str:
     return _fits(markup_join(items) if eval_ctx.autoescape else str_join(items))
 
 
-def _budgeted(function):
+def _budgeted(name: str, function):
     @functools.wraps(function)  # keeps jinja_pass_arg, so context-taking filters still get it
     def checked(*args, **kwargs):
         _spend()
+        if name in _PADDING_FILTERS:
+            _widths([*args[1:], *kwargs.values()])
+        if name == "format" and args and isinstance(args[0], str):
+            _percent_widths(args[0])
         return _fits(function(*args, **kwargs))
     return checked
+
+
+# A width is memory: `"x".center(10**9)`, `"%999999999s" % x` and `"{:>999999999}".format(x)` allocate
+# the whole result before any check could look at it, so widths are held to the output budget first.
+_PERCENT_WIDTHS = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\d*)(?:\.(\d*))?")
+_PADDING_FILTERS = frozenset({"center", "indent", "wordwrap", "truncate"})
+
+
+def _widths(numbers: Iterable[object]) -> None:
+    for number in numbers:
+        if isinstance(number, int) and not isinstance(number, bool):
+            _room(abs(number))
+
+
+def _percent_widths(pattern: str) -> None:
+    _widths(int(digits) for match in _PERCENT_WIDTHS.finditer(pattern) for digits in match.groups() if digits)
+
+
+def _format_widths(pattern: str) -> list[str]:
+    """Checks the widths written in a str.format pattern; returns the fields that give one (`{:>{w}}`)."""
+    specs = [spec or "" for _, _, spec, _ in string.Formatter().parse(pattern)]
+    _widths(int(digits) for spec in specs if "{" not in spec for digits in re.findall(r"\d+", spec))
+    return [field for spec in specs for field in re.findall(r"\{([^{}]*)\}", spec)]
+
+
+def _argument_widths(fields: list[str], args: tuple, kwargs: dict) -> None:
+    for field in fields:
+        if not field:  # automatic numbering: any positional argument may be the width
+            _widths(args)
+        elif field.isdigit():
+            _widths(args[int(field):int(field) + 1])
+        else:
+            _widths([kwargs.get(field)])
 
 
 def _product(left: object, right: object) -> int:
@@ -277,26 +315,41 @@ class BudgetedSandbox(SandboxedEnvironment):
     budget are refused where they are made, and `'x' * 10**8` before it is made.
     """
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def __init__(self, **options) -> None:
         # Constant folding would run a template's expressions at compile time, outside any budget.
         super().__init__(optimized=False, **options)
         self.globals["range"] = _range
-        self.filters = {name: _budgeted(f) for name, f in self.filters.items()}
+        self.filters = {name: _budgeted(name, f) for name, f in self.filters.items()}
         self.filters.update(_budget_loop=_loop, _budget_concat=_concat)
 
     def call_binop(self, context, operator: str, left, right):
         _spend()
         if operator == "*":
             _room(_product(left, right))
+        if operator == "%" and isinstance(left, str):
+            _percent_widths(left)
         if operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
             _room(int(right * abs(left).bit_length() / 3.3))  # the result's decimal digits, near enough
         return _fits(super().call_binop(context, operator, left, right))
 
     def call(__self, __context, __obj, *args, **kwargs):
         _spend()
+        if isinstance(getattr(__obj, "__self__", None), str):  # "x".center(n), .ljust, .zfill, .expandtabs
+            _widths([*args, *kwargs.values()])
         return _fits(super().call(__context, __obj, *args, **kwargs))
+
+    def wrap_str_format(self, value):
+        wrapped = super().wrap_str_format(value)
+        fields = _format_widths(value.__self__) if wrapped is not None else []
+        if not fields:
+            return wrapped
+
+        def nested_widths_checked(*args, **kwargs):
+            _argument_widths(fields, args, kwargs)
+            return wrapped(*args, **kwargs)
+        return nested_widths_checked
 
     def getattr(self, obj, attribute: str):
         _spend()

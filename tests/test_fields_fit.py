@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import re
 import time
+import tracemalloc
 from email.header import decode_header, make_header
 
 import pytest
@@ -230,10 +231,28 @@ def test_a_runaway_template_stops_within_its_budget_and_says_why(source, says):
     assert time.monotonic() - started < mailer.RENDER_SECONDS + 1
 
 
+@pytest.mark.parametrize("source", [
+    "{{ 'x'.center(10**9) }}", "{{ 'x'.ljust(width=10**9) }}", "{{ 'x'.zfill(10**9) }}",
+    "{{ 'x'|center(10**9) }}", "{{ 'x'|indent(10**9) }}",
+    "{{ '%999999999s' % 'x' }}", "{{ '%.999999999f' % 1.5 }}", "{{ '%999999999s'|format('x') }}",
+    "{{ '{:>999999999}'.format('x') }}", "{{ '{:>{w}}'.format('x', w=10**9) }}",
+])
+def test_a_huge_width_is_refused_before_its_text_is_made(source):
+    tracemalloc.start()
+    try:
+        with pytest.raises(mailer.TemplateBudgetError, match="more than 2 MB"):
+            mailer.render_content(source, {})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < mailer.RENDER_CHARS  # a gigabyte was never allocated
+
+
 def test_an_ordinary_template_renders_as_jinjas_own_sandbox_renders_it():
     source = ("{% macro hi(n) %}<{{ n }}>{% endmacro %}{{ hi(contact.name) }} {{ '<b>' ~ contact.name ~ '</b>' }}"
               "{% for c in contact.name %}[{{ loop.index }}{{ c }}]{% else %}none{% endfor %}"
-              "{{ 'ab' * 3 }} {{ 2 ** 10 }} {{ [1, 2] + [3] }} {{ '%s-%d'|format('a', 1234567890) }}")
+              "{{ 'ab' * 3 }} {{ 2 ** 10 }} {{ [1, 2] + [3] }} {{ '%s-%d'|format('a', 1234567890) }}"
+              "{{ '{:>{w}}|{:,}'.format('x', 1234567890, w=4) }} {{ '%5.1f%%' % 12.34 }} {{ 'x'.center(5) }}")
     context = {"contact": {"name": "<Bob>"}}
     for html in (False, True):
         plain = SandboxedEnvironment(autoescape=html).from_string(source).render(context)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from service import contacts, intake, outbound
 from service.extensions import db
@@ -254,3 +254,48 @@ def test_a_subject_as_long_as_a_mail_line_still_gets_its_answer(imap_settings, d
     assert reply.rcpt_tos == ["bob@prospect.example"]
     with world.app_context():
         assert len(db.session.scalar(select(outbound.Outbound.subject))) == outbound.SUBJECT_MAX
+
+
+def test_five_hundred_strangers_in_a_minute_leave_room_for_a_real_person(imap_settings, dovecot, sink, world):
+    started = time.monotonic()
+    _deliver(world, dovecot, mail(sender="first@realco.example"))
+    sink.wait_for(1)
+    plain_seconds = time.monotonic() - started
+    sink.clear()
+    domains = [f"flood{d}.example" for d in range(10)]
+    with dovecot.client() as client:
+        for n in range(500):
+            client.append("INBOX", mail(sender=f"bot{n}@{domains[n % 10]}"))
+    dovecot.append(mail(sender="dana@realco.example"))
+    started = time.monotonic()
+    run_poller(world)
+    run_worker(world)
+    cap = world.config["REQUEST_CAP_DOMAIN_HOUR"]
+    answered = set(_recipients(sink)) - {"first@realco.example"}  # whose fast follow-ups may fall in this run
+    assert "dana@realco.example" in answered
+    # Each flooding domain gets its hour's share and no more; the rest of the day stays for real people.
+    assert len(answered) == 10 * cap + 1
+    assert time.monotonic() - started < 30 * (plain_seconds + 1) * 20
+    with world.app_context():
+        states = dict(db.session.execute(
+            select(InboundMessage.state, func.count()).group_by(InboundMessage.state)).all())
+        assert states == {"processed": 10 * cap + 2, "review": 500 - 10 * cap}
+        held = db.session.scalars(select(InboundMessage).where(InboundMessage.state == "review").limit(5))
+        assert all("over the hourly limit" in " ".join(m.reasons) for m in held)
+
+
+def test_fifty_wrong_sign_ins_from_fifty_addresses_then_the_right_one_gets_in(world, redis_server):
+    from service.admin import throttle
+    from tests.test_admin_support import ALICE, token
+
+    def sign_in(client, password: str, ip: str):
+        return client.post("/admin/login", data={"email": ALICE[0], "password": password, "csrf_token": token(client)},
+                           environ_base={"REMOTE_ADDR": ip})
+
+    for n in range(50):  # a botnet: every guess from its own address, so only the per-email count sees them all
+        assert sign_in(world.test_client(), "guess guess", f"203.0.113.{n}").status_code in (401, 429)
+    admin, started = world.test_client(), time.monotonic()
+    while (answer := sign_in(admin, ALICE[1], "198.51.100.7")).status_code == 429:
+        assert time.monotonic() - started < throttle.MAX_DELAY_SECONDS + 30, "the right password never got through"
+        time.sleep(min(int(answer.headers["Retry-After"]), 5))
+    assert answer.status_code == 302
