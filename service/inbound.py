@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.errors import MessageDefect
 from email.header import Header, decode_header
-from email.utils import parsedate_to_datetime
+from email.utils import collapse_rfc2231_value, parsedate_to_datetime
 from html import unescape
 
 from . import bounces
@@ -478,6 +478,34 @@ def _body_text(msg: email.message.Message, defects: list[str]) -> str:
         plain = _part_text(msg, defects)  # no boundary matched: the whole body is all we have
     text = plain if plain.strip() else html_to_text(html) if html else ""
     return text.replace("\r\n", "\n").replace("\r", "\n")[:_MAX_TEXT]
+
+
+def html_body(parsed: Parsed) -> str:
+    """The first HTML part's text (its first _MAX_HTML characters), for showing; '' if there is none."""
+    for count, part in enumerate(bounces.walk(parsed.headers)):
+        if count > _MAX_PARTS:
+            break
+        if part.get_content_type() == "text/html" and not part.is_multipart() and not _is_attachment(part):
+            return _part_text(part, [])[:_MAX_HTML]
+    return ""
+
+
+def attachments(parsed: Parsed) -> list[tuple[str, str, int]]:
+    """(name, content type, decoded size) of each attachment within what was read."""
+    found = []
+    for count, part in enumerate(bounces.walk(parsed.headers)):
+        if count > _MAX_PARTS:
+            break
+        name = part.get_param("filename", None, "content-disposition") or part.get_param("name")
+        if part.is_multipart() or not (_is_attachment(part) or name):
+            continue
+        try:
+            size = len(part.get_payload(decode=True) or b"")
+        except Exception:  # a payload that cannot be decoded is still listed
+            size = 0
+        label = _decode_value(collapse_rfc2231_value(name), "filename") if name else "(no name)"
+        found.append((label or "(no name)", part.get_content_type(), size))
+    return found
 
 
 def _is_attachment(part: email.message.Message) -> bool:

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from service.admin import mailview
 from service.budget import BudgetExceeded, cpu_budget
 from service.inbound import Classification, classify, parse
 from tests.test_inbound import CAMPAIGNS, IDENTITY
@@ -119,6 +120,25 @@ def test_it_says_where_it_cut_a_message_too_big_to_read_whole():
     assert "header cut to its first 2000 lines" in headers.defects and "too many header fields" in headers.defects
     assert any("16 multipart/message parts" in d for d in nested.defects)
     assert "please send me the roadmap" in headers.new_text  # the body after a cut header is still read
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_admin_shows_hostile_mail_in_about_the_time_of_a_plain_one(name: str):
+    def seconds(raw: bytes) -> float:
+        started = time.perf_counter()
+        mailview.read(raw)
+        return time.perf_counter() - started
+
+    plain = min(seconds(PLAIN) for _ in range(3))
+    elapsed = seconds(CASES[name][0])
+    assert elapsed < max(50 * plain, 1.0), f"{name}: {elapsed:.2f}s against {plain * 1000:.1f}ms for a plain one"
+
+
+def test_the_admin_says_when_it_shows_only_the_start_of_a_message():
+    view = mailview.read(CASES["a 6 MB body of short lines"][0])
+    assert view.problem.startswith("Only the start of this message is shown: message cut at byte")
+    encoded = _mail("hi", sender="a@b.example", subject="=?utf-8?q?a?= " * 100_000)
+    assert len(dict(mailview.read(encoded).headers)["Subject"]) < 10_000  # was: the web worker killed for memory
 
 
 # ---------------------------------------------------------------- the From, read raw (RFC 5322 §3.4)

@@ -7,13 +7,13 @@ remote images (no tracking pixel fires because the consultant looked at a messag
 
 from __future__ import annotations
 
-import email
-import email.policy
 from dataclasses import dataclass, field
 
 import nh3
 
-from ..inbound import html_to_text
+from .. import inbound
+
+_RAW_SHOWN = 200_000  # bytes of an unparseable message shown as text
 
 SHOWN_HEADERS = ("From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
                  "Auto-Submitted", "Precedence", "List-Id", "List-Unsubscribe")
@@ -63,34 +63,20 @@ class MailView:
 
 
 def read(raw: bytes | None) -> MailView:
-    """Parse raw bytes for display; a message that cannot be parsed says why instead of failing."""
+    """A message for display, read within the same bounds as the classifier (a stranger's mail can
+    cost the admin no more than it costs the worker); what could not be read is said, not hidden."""
     if not raw:
         return MailView(problem="The message bytes are not stored (not built yet, or erased).")
-    try:
-        msg = email.message_from_bytes(raw, policy=email.policy.default)
-        view = MailView(headers=[(n, str(msg[n])) for n in SHOWN_HEADERS if msg[n] is not None])
-        html = _content(msg.get_body(("html",)))
-        view.html = sanitise(html) if html else None
-        view.text = _content(msg.get_body(("plain",))) or (html_to_text(html) if html else "")
-        view.attachments = [_attachment(part) for part in msg.iter_attachments()]
-    except Exception as exc:  # malformed mail is normal; show what we can
-        return MailView(text=raw.decode("utf-8", "replace")[:200_000],
-                        problem=f"This message could not be fully parsed ({exc.__class__.__name__}).")
-    return view
-
-
-def _content(part) -> str:
-    if part is None:
-        return ""
-    try:
-        return part.get_content()
-    except (LookupError, UnicodeError, KeyError):  # unknown or lying charset
-        return (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
-
-
-def _attachment(part) -> tuple[str, str, int]:
-    try:
-        name = part.get_filename() or "(no name)"
-    except Exception:
-        name = "(unreadable name)"
-    return name, part.get_content_type(), len(part.get_payload(decode=True) or b"")
+    parsed = inbound.parse(raw)
+    if parsed.parse_failed:
+        return MailView(text=raw[:_RAW_SHOWN].decode("utf-8", "replace"),
+                        problem=f"This message could not be parsed ({parsed.defects[0]}); its raw start is shown.")
+    html = inbound.html_body(parsed)
+    cuts = [d for d in parsed.defects if " cut " in d]
+    return MailView(
+        headers=[(n, inbound.header_text(parsed.headers, n)) for n in SHOWN_HEADERS if n in parsed.headers],
+        text=parsed.text,
+        html=sanitise(html) if html else None,
+        attachments=inbound.attachments(parsed),
+        problem=f"Only the start of this message is shown: {cuts[0]}." if cuts else None,
+    )
