@@ -14,6 +14,8 @@ from pathlib import Path
 
 import click
 from dotenv import load_dotenv
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 
 class ConfigError(click.ClickException, RuntimeError):
@@ -176,8 +178,30 @@ def load(instance_path: str) -> dict:
     }
 
 
+# What hosts hand out (Heroku, Render, Railway: `postgres://`), mapped to the driver this project installs;
+# SQLAlchemy would otherwise look for psycopg2, and fail at import with an error that names no setting.
+_URL_SCHEMES = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg"}
+
+
+def database_url(raw: str) -> str:
+    """DATABASE_URL as SQLAlchemy can use it, or a ConfigError that names the setting and the reason."""
+    scheme, sep, rest = raw.partition("://")
+    if sep and scheme.lower() in _URL_SCHEMES:
+        raw = f"{_URL_SCHEMES[scheme.lower()]}://{rest}"
+    try:
+        url = make_url(raw)
+        url.get_dialect().import_dbapi()  # a missing driver fails here, in one line, not inside create_app
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(f"DATABASE_URL is not a database URL SQLAlchemy can read: {exc}") from None
+    except (NoSuchModuleError, ImportError) as exc:
+        raise ConfigError(f"DATABASE_URL names a database this installation has no driver for "
+                          f"({url.drivername}): {exc}; use sqlite:// or postgresql://") from None
+    return raw
+
+
 def finish(settings: dict) -> None:
     """Derive the settings that follow from others, after tests' overrides are applied."""
+    settings["SQLALCHEMY_DATABASE_URI"] = database_url(settings["SQLALCHEMY_DATABASE_URI"])
     settings["BASE_URL"] = settings["BASE_URL"].rstrip("/")
     settings["MAIL_DOMAIN"] = _mail_domain(settings["MAIL_FROM"])
     # Unset ports follow the security mode: IMAPS 993 / IMAP 143, SMTPS 465 / submission 587 / plain 25.

@@ -5,10 +5,13 @@ from __future__ import annotations
 import os
 
 import pytest
+from sqlalchemy import text
 
 from config import ConfigError
 from service import create_app
-from tests.test_commands import flask
+from service.extensions import db
+from tests.servers import postgres_available
+from tests.test_commands import cli_env, flask  # noqa: F401  (cli_env is a fixture)
 
 
 @pytest.mark.parametrize(("overrides", "line"), [
@@ -67,3 +70,23 @@ def test_check_mail_in_production_fails_without_dkim(tmp_path):
         "verify the mail comes from acumen-group.com"
     )
     assert "SKIP  active campaigns: no campaign is active, so no message was built" in result.stdout
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql"])
+def test_a_database_url_as_hosts_give_it_works_as_given(tmp_path, scheme):
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "SQLALCHEMY_DATABASE_URI": f"{scheme}://postgres@127.0.0.1:5432/postgres"})
+    with app.app_context():
+        assert db.session.execute(text("SELECT 1")).scalar() == 1
+    assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
+
+
+@pytest.mark.parametrize(("url", "line"), [
+    ("mysql://ken@db.example/desk", "Error: DATABASE_URL names a database this installation has no driver for (mysql)"),
+    ("not a url", "Error: DATABASE_URL is not a database URL SQLAlchemy can read"),
+])
+def test_a_database_url_it_cannot_use_fails_in_one_line_naming_the_setting(cli_env, url, line):
+    done = flask(["db", "upgrade"], {**cli_env, "DATABASE_URL": url})
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith(line) and len(done.stderr.strip().splitlines()) == 1, done.stderr
