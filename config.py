@@ -127,6 +127,28 @@ def load(instance_path: str) -> dict:
         "SMTP_PASSWORD": env_secret("SMTP_PASSWORD"),
         "SMTP_SECURITY": env_choice("SMTP_SECURITY", "starttls", ("ssl", "starttls", "none")),
         "SMTP_TIMEOUT": env_int("SMTP_TIMEOUT", 30),
+        "SMTP_CAFILE": env_str("SMTP_CAFILE"),
+        # How the default mailbox signs in: a password, or SASL XOAUTH2 with a refresh token (Gmail, Microsoft 365).
+        "MAIL_AUTH": env_choice("MAIL_AUTH", "password", ("password", "xoauth2")),
+        "OAUTH_PROVIDER": env_str("OAUTH_PROVIDER"),
+        "OAUTH_TOKEN_URL": env_str("OAUTH_TOKEN_URL"),
+        "OAUTH_CLIENT_ID": env_str("OAUTH_CLIENT_ID"),
+        "OAUTH_CLIENT_SECRET": env_secret("OAUTH_CLIENT_SECRET"),
+        "OAUTH_REFRESH_TOKEN": env_secret("OAUTH_REFRESH_TOKEN"),
+        # The operator's own app registrations, for the admin's "Connect Google" / "Connect Microsoft".
+        "GOOGLE_CLIENT_ID": env_str("GOOGLE_CLIENT_ID"),
+        "GOOGLE_CLIENT_SECRET": env_secret("GOOGLE_CLIENT_SECRET"),
+        "GOOGLE_AUTH_URL": env_str("GOOGLE_AUTH_URL"),
+        "GOOGLE_TOKEN_URL": env_str("GOOGLE_TOKEN_URL"),
+        "MICROSOFT_CLIENT_ID": env_str("MICROSOFT_CLIENT_ID"),
+        "MICROSOFT_CLIENT_SECRET": env_secret("MICROSOFT_CLIENT_SECRET"),
+        "MICROSOFT_TENANT": env_str("MICROSOFT_TENANT", "common"),
+        "MICROSOFT_AUTH_URL": env_str("MICROSOFT_AUTH_URL"),
+        "MICROSOFT_TOKEN_URL": env_str("MICROSOFT_TOKEN_URL"),
+        # Encrypts mailbox passwords and tokens at rest (a Fernet key); required for them in production.
+        "FT_SECRETS_KEY": env_secret("FT_SECRETS_KEY"),
+        # A poll process holds each mailbox it serves for this long, renewing it a third of the way through.
+        "POLL_LEASE_SECONDS": env_int("POLL_LEASE_SECONDS", 30),
         "OUTBOX": env_str("OUTBOX", str(instance / "outbox")),
         "MAIL_FROM": mail_from,
         "BOUNCE_ADDRESS": env_str("BOUNCE_ADDRESS"),
@@ -203,6 +225,7 @@ def finish(settings: dict) -> None:
     """Derive the settings that follow from others, after tests' overrides are applied."""
     settings["SQLALCHEMY_DATABASE_URI"] = database_url(settings["SQLALCHEMY_DATABASE_URI"])
     settings["BASE_URL"] = settings["BASE_URL"].rstrip("/")
+    settings["MAILBOX"] = "default"
     settings["MAIL_DOMAIN"] = _mail_domain(settings["MAIL_FROM"])
     # Unset ports follow the security mode: IMAPS 993 / IMAP 143, SMTPS 465 / submission 587 / plain 25.
     settings["IMAP_PORT"] = settings["IMAP_PORT"] or (993 if settings["IMAP_SECURITY"] == "ssl" else 143)

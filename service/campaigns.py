@@ -18,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from . import contacts, outbound
+from . import contacts, mailboxes, outbound
 from .inbound import CampaignRule
 from .models import Asset, Campaign, Outbound, Step
 
@@ -172,9 +172,12 @@ def upload_name(name: str) -> str:
     return unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1].strip())
 
 
-def rules(session: Session) -> list[CampaignRule]:
-    """Active campaigns in the admin's order, as the classifier's matching rules."""
+def rules(session: Session, mailbox: str | None = None) -> list[CampaignRule]:
+    """Active campaigns in the admin's order, as the classifier's matching rules; with `mailbox`, only
+    the campaigns that answer from it (a request is matched in the mailbox it arrived in)."""
     query = select(Campaign).where(Campaign.active).order_by(Campaign.priority, Campaign.id)
+    if mailbox is not None:
+        query = query.where(Campaign.mailbox == mailbox)
     return [rule(c) for c in session.scalars(query)]
 
 
@@ -221,6 +224,7 @@ def _apply(campaign: Campaign, entry: dict, where: str) -> None:
     campaign.magnet_subject = _require(magnet, "subject", f"{where} magnet")
     campaign.magnet_text = _require(magnet, "text", f"{where} magnet")
     campaign.magnet_html = magnet.get("html")
+    campaign.mailbox = str(entry.get("mailbox") or mailboxes.DEFAULT).strip()
     _apply_delivery(campaign, magnet, where)
     sending = entry.get("sending") or {}
     campaign.window = sending.get("window")
@@ -319,6 +323,8 @@ def _import_one(session: Session, entry: dict, folder: Path, max_bytes: int, kee
     where = f"campaign {slug!r}"
     campaign = by_slug(session, slug) or Campaign(slug=slug, priority=_next_priority(session))
     _apply(campaign, entry, where)
+    if not mailboxes.exists(session, campaign.mailbox):
+        raise CampaignError(f"{where}: mailbox {campaign.mailbox!r} does not exist (import it with `mailboxes import`)")
     steps = _steps(entry, where)
     files = _attachments(entry["magnet"], where)
     kept = {n: _stored(session, campaign, n) for n, _ in files} if keep_current else {}
@@ -385,6 +391,8 @@ def _export_one(c: Campaign) -> dict:
         "magnet": magnet,
         "steps": [_export_step(s) for s in c.steps],
     }
+    if c.mailbox and c.mailbox != mailboxes.DEFAULT:
+        entry["mailbox"] = c.mailbox
     if c.window:
         entry["sending"] = {"window": c.window, "timezone": c.timezone}
     return entry

@@ -1,4 +1,4 @@
-"""Flask commands: campaigns import/export, classify, create-admin, check-mail, up."""
+"""Flask commands: campaigns and mailboxes import/export, mailboxes test, classify, create-admin, check-mail, up."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from flask_migrate import upgrade
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from . import ROOT, campaigns, mailcheck, queue, users
+from . import ROOT, campaigns, connections, mailboxes, mailcheck, queue, users
 from .extensions import db
 from .inbound import classify as classify_message
 from .intake import identity
@@ -56,6 +56,50 @@ def campaigns_export(assets: Path | None) -> None:
         for campaign in db.session.scalars(select(Campaign)):
             for asset in campaign.assets:
                 (assets / asset.filename).write_bytes(asset.data)
+
+
+@click.group("mailboxes")
+def mailboxes_group() -> None:
+    """Mailboxes as YAML, and a sign-in test."""
+
+
+@mailboxes_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@with_appcontext
+def mailboxes_import(file: Path) -> None:
+    """Create or update the mailboxes in FILE (`*_file` secrets are read relative to it)."""
+    try:
+        done = mailboxes.import_yaml(db.session, file.read_text(encoding="utf-8"), current_app.config, file.parent)
+    except mailboxes.MailboxError as exc:
+        db.session.rollback()
+        raise click.ClickException(f"{file}: {exc}") from exc
+    db.session.commit()
+    for slug in done.created:
+        click.echo(f"created mailbox {slug}")
+    for slug in done.updated:
+        click.echo(f"updated mailbox {slug}")
+
+
+@mailboxes_group.command("export")
+@with_appcontext
+def mailboxes_export() -> None:
+    """Print every mailbox as YAML, `default` included, secrets as ***."""
+    click.echo(mailboxes.export_yaml(db.session, current_app.config), nl=False)
+
+
+@mailboxes_group.command("test")
+@click.argument("slug")
+@with_appcontext
+def mailboxes_test(slug: str) -> None:
+    """Sign in to SLUG's IMAP and SMTP servers and print what they offer; exits 1 on a failure."""
+    try:
+        lines = connections.probe(mailboxes.settings_for(db.session, slug, current_app.config))
+    except mailboxes.MailboxError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in lines:
+        click.echo(line)
+    if any(" FAIL " in line for line in lines):
+        sys.exit(1)
 
 
 @click.command("classify")
@@ -154,5 +198,5 @@ def up() -> None:
 
 
 def register(app: Flask) -> None:
-    for command in (campaigns_group, classify, create_admin, check_mail, up):
+    for command in (campaigns_group, mailboxes_group, classify, create_admin, check_mail, up):
         app.cli.add_command(command)

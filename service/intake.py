@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import campaigns, contacts, enrollments, inbound, outbound, stats
+from . import campaigns, contacts, enrollments, inbound, mailboxes, outbound, stats
 from .inbound import Classification, Identity, Parsed, classify, machine_address, parse
 from .mailer import unsubscribe_address
 from .models import Contact, Enrollment, Event, InboundMessage, Outbound, utcnow
@@ -28,11 +28,13 @@ log = logging.getLogger(__name__)
 UNVERIFIED = "no authentication results for the sender: follow-ups wait until they write again or you resume"
 
 
-def identity(settings: dict) -> Identity:
-    """Who we are, so our own mail coming back is recognised as a loop."""
-    own = parseaddr(settings["MAIL_FROM"])[1].lower()
+def identity(settings: dict, session: Session | None = None) -> Identity:
+    """Who we are, so our own mail coming back is recognised as a loop: with a session, every mailbox."""
+    own = mailboxes.own_addresses(session, settings) if session else [parseaddr(settings["MAIL_FROM"])[1].lower()]
     return Identity(
-        addresses=(own,),
+        addresses=tuple(own),
+        # Only the deployment's domain: our Message-IDs are on it, whichever mailbox sends. A mailbox on a
+        # public provider's domain (gmail.com) must not make everyone's mail there look like our own.
         domains=(settings["MAIL_DOMAIN"],),
         bounce_address=settings.get("BOUNCE_ADDRESS"),
         unsubscribe_address=unsubscribe_address(settings),
@@ -42,14 +44,15 @@ def identity(settings: dict) -> Identity:
 def store(
     session: Session, mailbox: str, uidvalidity: int, uid: int | None, raw: bytes,
     arrived_at: datetime | None, backlog: bool = False, source_key: str | None = None, role: str = "inbox",
+    slug: str = "default",
 ) -> InboundMessage | None:
     """Insert the raw message under its unique key; None if it is already stored.
 
     `role` "sent" marks mail the consultant sent (read from the Sent folder), which may stop a sequence.
     """
     row = InboundMessage(
-        mailbox=mailbox, folder_role=role, uidvalidity=uidvalidity, uid=uid, source_key=source_key, raw=raw,
-        sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), arrived_at=arrived_at,
+        mailbox=mailbox, mailbox_slug=slug, folder_role=role, uidvalidity=uidvalidity, uid=uid, source_key=source_key,
+        raw=raw, sha256=hashlib.sha256(raw).hexdigest(), size=len(raw), arrived_at=arrived_at,
         state="backlog" if backlog else "new",
     )
     try:
@@ -87,7 +90,8 @@ def understand(raw: bytes, role: str, rules: list[inbound.CampaignRule], who: Id
 
 def process(session: Session, message: InboundMessage, settings: dict) -> list[Outbound]:
     """Classify a stored message and apply its consequence; returns ledger rows to queue."""
-    understood = understand(message.raw, message.folder_role, campaigns.rules(session), identity(settings))
+    rules = campaigns.rules(session, message.mailbox_slug)
+    understood = understand(message.raw, message.folder_role, rules, identity(settings, session))
     return apply(session, message, understood, settings)
 
 

@@ -7,7 +7,6 @@ import functools
 import logging
 import re
 import smtplib
-import ssl
 import string
 import textwrap
 import time
@@ -34,7 +33,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup
 
-from . import campaigns
+from . import campaigns, connections
 from .models import Asset, Campaign, Contact, Outbound, Step
 from .signing import dkim_sign, download_token, unsubscribe_token, verp_address, verp_token
 
@@ -671,20 +670,9 @@ class Transport:
             self.close()
 
     def _connect(self) -> smtplib.SMTP:
-        if self.smtp is not None:
-            return self.smtp
-        s = self.settings
-        host, port, timeout = s["SMTP_HOST"], s["SMTP_PORT"], s["SMTP_TIMEOUT"]
-        if s["SMTP_SECURITY"] == "ssl":
-            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
-        else:
-            smtp = smtplib.SMTP(host, port, timeout=timeout)
-            if s["SMTP_SECURITY"] == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
-        if s.get("SMTP_USERNAME"):
-            smtp.login(s["SMTP_USERNAME"], s["SMTP_PASSWORD"] or "")
-        self.smtp = smtp
-        return smtp
+        if self.smtp is None:
+            self.smtp = connections.smtp(self.settings)
+        return self.smtp
 
     def close(self) -> None:
         if self.smtp is not None:

@@ -129,6 +129,8 @@ class Campaign(db.Model):
     # link_above bytes in all, link above that).
     delivery: Mapped[str] = mapped_column(String(10), default="attach", server_default="attach")
     link_above: Mapped[int | None] = mapped_column(Integer)
+    # The mailbox it answers from and listens in: its From, SMTP and pace (mailboxes.settings_for).
+    mailbox: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     steps: Mapped[list[Step]] = relationship(
@@ -201,6 +203,8 @@ class InboundMessage(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     mailbox: Mapped[str] = mapped_column(String(200))
+    # The mailbox record it arrived in (mailboxes.py); `mailbox` above is the server folder it was read from.
+    mailbox_slug: Mapped[str] = mapped_column(String(64), default="default", server_default="default")
     # "inbox": mail to the consultant; "sent": what the consultant sent (it may answer a prospect personally).
     folder_role: Mapped[str] = mapped_column(String(10), default="inbox", server_default="inbox")
     uidvalidity: Mapped[int] = mapped_column(BigInteger)
@@ -224,6 +228,56 @@ class InboundMessage(db.Model):
     error: Mapped[str] = mapped_column(Text, default="")
     acked: Mapped[bool] = mapped_column(Boolean, default=False)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Mailbox(db.Model):
+    """A mailbox the desk answers from, beside `default` (the one the IMAP_*/SMTP_* settings describe).
+
+    Secrets (password, OAuth2 client secret, refresh and access tokens) are sealed: see mailboxes.seal.
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    from_name: Mapped[str] = mapped_column(String(200), default="")
+    from_address: Mapped[str] = mapped_column(String(320))
+    imap_host: Mapped[str | None] = mapped_column(String(255))
+    imap_port: Mapped[int | None] = mapped_column(Integer)
+    imap_security: Mapped[str] = mapped_column(String(10), default="ssl")
+    imap_username: Mapped[str | None] = mapped_column(String(320))
+    imap_folder: Mapped[str] = mapped_column(String(200), default="INBOX")
+    imap_sent_folder: Mapped[str | None] = mapped_column(String(200))
+    imap_done_folder: Mapped[str | None] = mapped_column(String(200))
+    imap_cafile: Mapped[str | None] = mapped_column(String(500))
+    smtp_host: Mapped[str | None] = mapped_column(String(255))
+    smtp_port: Mapped[int | None] = mapped_column(Integer)
+    smtp_security: Mapped[str] = mapped_column(String(10), default="starttls")
+    smtp_username: Mapped[str | None] = mapped_column(String(320))
+    smtp_cafile: Mapped[str | None] = mapped_column(String(500))
+    auth_method: Mapped[str] = mapped_column(String(10), default="password")  # "password" | "xoauth2"
+    provider: Mapped[str | None] = mapped_column(String(20))  # "google" | "microsoft" | "custom"
+    token_url: Mapped[str | None] = mapped_column(String(500))
+    client_id: Mapped[str | None] = mapped_column(String(500))
+    sealed_secrets: Mapped[str] = mapped_column(Text, default="")
+    sealed_access_token: Mapped[str] = mapped_column(Text, default="")
+    access_token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    per_minute: Mapped[int | None] = mapped_column(Integer)
+    per_day: Mapped[int | None] = mapped_column(Integer)
+    warmup_days: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class MailboxLease(db.Model):
+    """Which poll process serves a mailbox: one holder at a time, taken over when it stops renewing.
+
+    `token` grows with every new holder (a fencing token), so a holder that paused past its lease can
+    tell it lost the mailbox.
+    """
+
+    slug: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200), default="")
+    token: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class MailboxState(db.Model):

@@ -11,7 +11,7 @@ from config import ConfigError
 from service import create_app
 from service.extensions import db
 from tests.servers import postgres_available
-from tests.test_commands import cli_env, flask  # noqa: F401  (cli_env is a fixture)
+from tests.test_commands import flask
 
 
 @pytest.mark.parametrize(("overrides", "line"), [
@@ -86,7 +86,7 @@ def test_a_database_url_as_hosts_give_it_works_as_given(tmp_path, scheme):
     ("mysql://ken@db.example/desk", "Error: DATABASE_URL names a database this installation has no driver for (mysql)"),
     ("not a url", "Error: DATABASE_URL is not a database URL SQLAlchemy can read"),
 ])
-def test_a_database_url_it_cannot_use_fails_in_one_line_naming_the_setting(cli_env, url, line):
-    done = flask(["db", "upgrade"], {**cli_env, "DATABASE_URL": url})
+def test_a_database_url_it_cannot_use_fails_in_one_line_naming_the_setting(tmp_path, url, line):
+    done = flask(["db", "upgrade"], _production_env(tmp_path, DATABASE_URL=url))
     assert done.returncode == 1
     assert done.stderr.strip().startswith(line) and len(done.stderr.strip().splitlines()) == 1, done.stderr

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import logging
-import ssl
 
-from imapclient import IMAPClient, SocketTimeout
+from imapclient import IMAPClient
+
+from service import connections
 
 log = logging.getLogger(__name__)
 
 
 def connect(settings: dict) -> IMAPClient:
-    """Log in with IMAP_SECURITY ssl, starttls or none; timeouts keep a dead server from hanging us."""
-    timeout = SocketTimeout(connect=15, read=settings["IMAP_TIMEOUT"])
-    context = ssl.create_default_context(cafile=settings.get("IMAP_CAFILE"))
-    use_ssl = settings["IMAP_SECURITY"] == "ssl"
-    client = IMAPClient(settings["IMAP_HOST"], port=settings["IMAP_PORT"], ssl=use_ssl, ssl_context=context,
-                        timeout=timeout)
-    if settings["IMAP_SECURITY"] == "starttls":
-        client.starttls(context)
-    client.login(settings["IMAP_USERNAME"], settings["IMAP_PASSWORD"] or "")
-    client.normalise_times = False  # keep INTERNALDATE aware, not local naive time
-    return client
+    return connections.imap(settings)
 
 
 def copy_to_sent(settings: dict, raw: bytes) -> bool:

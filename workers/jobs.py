@@ -11,7 +11,7 @@ from datetime import timedelta
 from flask import Flask, current_app
 from sqlalchemy import select
 
-from service import bounces, campaigns, contacts, create_app, enrollments, intake, outbound, queue, throttle
+from service import bounces, campaigns, contacts, create_app, enrollments, intake, mailboxes, outbound, queue, throttle
 from service.budget import BudgetExceeded, cpu_budget
 from service.extensions import db
 from service.mailer import SendError, Transport, compose, envelope_sender, to_bytes
@@ -32,11 +32,13 @@ def _app() -> Flask:
 
 
 def transport(settings: dict) -> Transport:
-    """One SMTP connection per worker process (and app), reused across jobs."""
+    """One SMTP connection per worker process (and app) and mailbox, reused across jobs; an edited
+    mailbox gets a new one."""
     per_process = current_app.extensions.setdefault("ft_transport", {})
-    if os.getpid() not in per_process:
-        per_process[os.getpid()] = Transport(settings)
-    return per_process[os.getpid()]
+    key = (os.getpid(), settings.get("MAILBOX"), settings.get("MAILBOX_VERSION"))
+    if key not in per_process:
+        per_process[key] = Transport(settings)
+    return per_process[key]
 
 
 def _waiting(message_id: int) -> InboundMessage | None:
@@ -64,7 +66,7 @@ def process_inbound(message_id: int) -> str:
             return _set_aside(message_id, f"larger than MAX_MESSAGE_MB ({limit} MB): kept, not read")
         message.attempts += 1
         raw, role = message.raw, message.folder_role
-        rules, who = campaigns.rules(db.session), intake.identity(settings)
+        rules, who = campaigns.rules(db.session, message.mailbox_slug), intake.identity(settings, db.session)
         db.session.commit()  # the write lock is let go before the slow part: the poller must keep storing
         try:
             with cpu_budget(settings["INBOUND_CPU_SECONDS"]):
@@ -122,7 +124,13 @@ def send(row_id: int) -> str:
         handler = {enrollments.CANCEL: _cancel, enrollments.SKIP: _skip, enrollments.WAIT: _wait}.get(found.action)
         if handler is not None:
             return handler(session, row, found, settings)
-        return _deliver(session, row, session.get(Campaign, row.campaign_id), settings)
+        campaign = session.get(Campaign, row.campaign_id)
+        try:
+            sending = mailboxes.settings_for(session, campaign.mailbox if campaign else mailboxes.DEFAULT, settings)
+        except mailboxes.MailboxError as exc:  # removed, or its secrets unreadable: the row waits for the admin
+            return _wait(session, row, enrollments.Verdict(enrollments.WAIT, str(exc), utcnow() + timedelta(hours=1)),
+                         settings)
+        return _deliver(session, row, campaign, sending)
 
 
 # RQ schedules on whole seconds, and its scheduler looks once a second: a job may start a little before

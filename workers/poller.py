@@ -12,9 +12,12 @@ import logging
 import os
 import random
 import signal
+import socket
 import ssl
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
@@ -26,14 +29,18 @@ from imapclient.imapclient import SENT
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-from service import intake
+from service import intake, mailboxes
 from service.extensions import db
+from service.mailboxes import MailboxError
 from service.models import InboundMessage, MailboxState, utcnow
+from service.oauth import OAuthError
 from service.queue import queue_inbound
 
 from . import imap
 
 log = logging.getLogger(__name__)
+# What a mailbox can throw at its poller; each is recorded and retried with backoff, never a crash loop.
+POLL_ERRORS = (IMAPClientError, OSError, ssl.SSLError, ConnectionError, OperationalError, OAuthError, MailboxError)
 DONE_STATES = ("processed", "review", "backlog", "quarantined")
 
 
@@ -66,7 +73,8 @@ def _store_batch(
     for uid, key, raw, arrived in items:
         if not (rescan and intake.stored_before(db.session, name, raw)):
             backlog = _is_backlog(state, arrived, settings["IMAP_BACKLOG_HOURS"])
-            row = intake.store(db.session, name, uidvalidity, uid, raw, arrived, backlog, key, role=role)
+            row = intake.store(db.session, name, uidvalidity, uid, raw, arrived, backlog, key, role=role,
+                               slug=settings["MAILBOX"])
             if row is not None:
                 stored.append(row.id)
         if uid is not None:
@@ -401,13 +409,109 @@ def _record_error(name: str, exc: Exception) -> None:
 
 
 def run(app: Flask, once: bool = False, stopping: threading.Event | None = None) -> None:
-    """Poll forever (or once), reconnecting with backoff; SIGTERM ends it cleanly."""
+    """Poll every mailbox forever (or each once), reconnecting with backoff; SIGTERM ends it cleanly."""
     stopping = stopping or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopping.set())
     with app.app_context():
-        _loop(app.config, once, stopping)
+        if once:
+            _once(app.config, stopping)
+        else:
+            _serve(app, stopping)
+    log.info("poller stopped (pid %s)", os.getpid())
+
+
+def _once(settings: dict, stopping: threading.Event) -> None:
+    """One pass over each mailbox; a broken one is recorded and the others still polled, then it raises."""
+    failures = []
+    for seen in mailboxes.every(db.session, settings):
+        db.session.remove()
+        try:
+            _loop(seen, True, stopping)
+        except POLL_ERRORS as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
+def _holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _serve(app: Flask, stopping: threading.Event) -> None:
+    """Serve each mailbox this process can hold, each on its own thread and IMAP connection.
+
+    Every POLL_LEASE_SECONDS / 3 the leases are renewed, a mailbox whose holder stopped renewing
+    is taken over, an edited mailbox is restarted and one lost to another process let go.
+    """
+    holder, seconds = _holder(), app.config["POLL_LEASE_SECONDS"]
+    running: dict[str, _Served] = {}
+    try:
+        while not stopping.is_set():
+            wanted = _versions(app.config)
+            for slug in sorted(set(wanted) | set(running)):
+                served, version = running.get(slug), wanted.get(slug)
+                held = version is not None and mailboxes.hold(db.session, slug, holder, seconds) is not None
+                db.session.commit()
+                if served is not None and (not held or served.version != version or not served.alive()):
+                    served.stop(), running.pop(slug)
+                    if not held:
+                        log.warning("mailbox %s: no longer held by this process (%s)", slug, holder)
+                if held and slug not in running:
+                    log.info("mailbox %s: served by %s", slug, holder)
+                    running[slug] = _Served.start(app, slug, version, stopping)
+            db.session.remove()  # no transaction (or SQLite lock) held between renewals
+            stopping.wait(seconds / 3)
+    finally:
+        for served in running.values():
+            served.stop()
+        for slug in running:
+            mailboxes.let_go(db.session, slug, holder)
+        db.session.commit()
+
+
+def _versions(settings: dict) -> dict[str, str]:
+    """Each mailbox with its version: a change restarts its thread on the new settings."""
+    return {s["MAILBOX"]: s.get("MAILBOX_VERSION", "") for s in mailboxes.every(db.session, settings)}
+
+
+@dataclass
+class _Served:
+    """One mailbox's polling thread and the event that stops it."""
+
+    thread: threading.Thread
+    stopping: threading.Event
+    version: str
+
+    @classmethod
+    def start(cls, app: Flask, slug: str, version: str, stopping: threading.Event) -> _Served:
+        own = threading.Event()
+        thread = threading.Thread(target=_serve_one, args=(app, slug, own, stopping), name=f"poll-{slug}",
+                                  daemon=True)
+        thread.start()
+        return cls(thread, own, version)
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=30)
+
+
+def _serve_one(app: Flask, slug: str, own: threading.Event, everything: threading.Event) -> None:
+    with app.app_context():
+        try:
+            settings = mailboxes.settings_for(db.session, slug, app.config)
+        except mailboxes.MailboxError as exc:
+            log.error("mailbox %s cannot be polled: %s", slug, exc)
+            return
+        finally:
+            db.session.remove()
+        # The process stopping stops this mailbox too; its own event alone stops only it.
+        threading.Thread(target=lambda: (everything.wait(), own.set()), daemon=True).start()
+        _loop(settings, False, own)
 
 
 def _loop(settings: dict, once: bool, stopping: threading.Event) -> None:
@@ -424,9 +528,9 @@ def _loop(settings: dict, once: bool, stopping: threading.Event) -> None:
             if once:
                 break
             box.wait(settings["IMAP_IDLE_SECONDS"], stopping)
-        except (IMAPClientError, OSError, ssl.SSLError, ConnectionError, OperationalError) as exc:
-            log.error("mailbox error: %s; reconnecting in %.0fs", exc, backoff)
-            _record_error(box.name if box else "unknown", exc)
+        except POLL_ERRORS as exc:
+            log.error("mailbox %s error: %s; reconnecting in %.0fs", settings["MAILBOX"], exc, backoff)
+            _record_error(box.name if box else mailbox_for(settings).name, exc)
             if box is not None:
                 box.close()
             box = None
@@ -436,4 +540,3 @@ def _loop(settings: dict, once: bool, stopping: threading.Event) -> None:
             backoff = min(backoff * 2, 300)
     if box is not None:
         box.close()
-    log.info("poller stopped (pid %s)", os.getpid())
