@@ -147,6 +147,8 @@ def load(instance_path: str) -> dict:
         "MICROSOFT_TOKEN_URL": env_str("MICROSOFT_TOKEN_URL"),
         # Encrypts mailbox passwords and tokens at rest (a Fernet key); required for them in production.
         "FT_SECRETS_KEY": env_secret("FT_SECRETS_KEY"),
+        # A new mailbox's first day may send this many; its cap is reached after its warmup_days (pace).
+        "WARMUP_START_PER_DAY": env_int("WARMUP_START_PER_DAY", 20),
         # A poll process holds each mailbox it serves for this long, renewing it a third of the way through.
         "POLL_LEASE_SECONDS": env_int("POLL_LEASE_SECONDS", 30),
         "OUTBOX": env_str("OUTBOX", str(instance / "outbox")),

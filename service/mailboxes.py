@@ -158,6 +158,19 @@ def exists(session: Session, slug: str) -> bool:
     return slug == DEFAULT or session.scalar(select(Mailbox.id).where(Mailbox.slug == slug)) is not None
 
 
+def folder_key(settings: dict, folder: str) -> str:
+    """The name a folder's rows and watermark are kept under: one per folder, so INBOX and Sent never
+    share UIDs (inbound_message.mailbox, mailbox_state.mailbox)."""
+    return f"{state_prefix(settings)}{folder}"
+
+
+def state_prefix(settings: dict) -> str:
+    """What every folder key of this mailbox starts with (the whole key for a Maildir)."""
+    if settings.get("IMAP_HOST"):
+        return f"imap://{settings['IMAP_USERNAME']}@{settings['IMAP_HOST']}/"
+    return f"maildir:{Path(settings['MAILDIR'])}"
+
+
 # ---------------------------------------------------------------- the mailbox file
 
 

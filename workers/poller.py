@@ -91,8 +91,7 @@ def _has_older_generation(name: str, uidvalidity: int) -> bool:
 
 
 def _mailbox_key(settings: dict, folder: str) -> str:
-    """The name rows and watermarks are kept under: one per folder, so INBOX and Sent never share UIDs."""
-    return f"imap://{settings['IMAP_USERNAME']}@{settings['IMAP_HOST']}/{folder}"
+    return mailboxes.folder_key(settings, folder)
 
 
 class _Folder:
@@ -347,7 +346,7 @@ class MaildirMailbox:
     def __init__(self, settings: dict):
         self.settings = settings
         self.path = Path(settings["MAILDIR"])
-        self.name = f"maildir:{self.path}"
+        self.name = mailboxes.state_prefix(settings)
         self.names = [self.name]
         for sub in ("new", "cur", "tmp"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
@@ -460,7 +459,7 @@ def _serve(app: Flask, stopping: threading.Event) -> None:
                         log.warning("mailbox %s: no longer held by this process (%s)", slug, holder)
                 if held and slug not in running:
                     log.info("mailbox %s: served by %s", slug, holder)
-                    running[slug] = _Served.start(app, slug, version, stopping)
+                    running[slug] = _Served.start(app, slug, version)
             db.session.remove()  # no transaction (or SQLite lock) held between renewals
             stopping.wait(seconds / 3)
     finally:
@@ -485,10 +484,9 @@ class _Served:
     version: str
 
     @classmethod
-    def start(cls, app: Flask, slug: str, version: str, stopping: threading.Event) -> _Served:
+    def start(cls, app: Flask, slug: str, version: str) -> _Served:
         own = threading.Event()
-        thread = threading.Thread(target=_serve_one, args=(app, slug, own, stopping), name=f"poll-{slug}",
-                                  daemon=True)
+        thread = threading.Thread(target=_serve_one, args=(app, slug, own), name=f"poll-{slug}", daemon=True)
         thread.start()
         return cls(thread, own, version)
 
@@ -500,7 +498,7 @@ class _Served:
         self.thread.join(timeout=30)
 
 
-def _serve_one(app: Flask, slug: str, own: threading.Event, everything: threading.Event) -> None:
+def _serve_one(app: Flask, slug: str, own: threading.Event) -> None:
     with app.app_context():
         try:
             settings = mailboxes.settings_for(db.session, slug, app.config)
@@ -509,9 +507,7 @@ def _serve_one(app: Flask, slug: str, own: threading.Event, everything: threadin
             return
         finally:
             db.session.remove()
-        # The process stopping stops this mailbox too; its own event alone stops only it.
-        threading.Thread(target=lambda: (everything.wait(), own.set()), daemon=True).start()
-        _loop(settings, False, own)
+        _loop(settings, False, own)  # the process stopping sets `own` too (_serve's finally)
 
 
 def _loop(settings: dict, once: bool, stopping: threading.Event) -> None:
