@@ -78,6 +78,8 @@ def mailboxes_import(file: Path) -> None:
         click.echo(f"created mailbox {slug}")
     for slug in done.updated:
         click.echo(f"updated mailbox {slug}")
+    for slug in done.unchanged:
+        click.echo(f"mailbox {slug}: unchanged (described by the IMAP_*/SMTP_*/MAIL_FROM settings)")
 
 
 @mailboxes_group.command("export")

@@ -117,7 +117,8 @@ def overlay(record: Mailbox, settings: dict) -> dict:
         "SMTP_HOST": record.smtp_host,
         "SMTP_PORT": record.smtp_port or {"ssl": 465, "starttls": 587, "none": 25}[record.smtp_security],
         "SMTP_SECURITY": record.smtp_security,
-        "SMTP_USERNAME": record.smtp_username or record.imap_username or address,
+        # Unset: the IMAP account's (providers want the same login); "" in the file: a relay without AUTH.
+        "SMTP_USERNAME": record.smtp_username if record.smtp_username is not None else record.imap_username or address,
         "SMTP_PASSWORD": password,
         "SMTP_CAFILE": record.smtp_cafile,
         "MAIL_AUTH": record.auth_method,
@@ -178,6 +179,7 @@ def state_prefix(settings: dict) -> str:
 class Imported:
     created: list[str]
     updated: list[str]
+    unchanged: list[str]
 
 
 def import_yaml(session: Session, text: str, settings: dict, base: Path | None = None) -> Imported:
@@ -198,12 +200,24 @@ def import_yaml(session: Session, text: str, settings: dict, base: Path | None =
     if len(set(seen)) != len(seen):
         twice = sorted({s for s in seen if seen.count(s) > 1})
         raise MailboxError(f"a slug appears twice in the mailbox file: {', '.join(twice)}")
-    done = Imported([], [])
-    for fields in parsed:
+    done = Imported([], [], [])
+    for item, fields in zip(entries, parsed, strict=True):
         record = session.scalar(select(Mailbox).where(Mailbox.slug == fields["slug"]))
+        if record is None and fields["slug"] == DEFAULT:
+            if item == _exported(settings_for(session, DEFAULT, settings)):
+                done.unchanged.append(DEFAULT)  # an export read back: the settings still describe it
+                continue
+            fields = _with_secrets_of_the_settings(fields, settings)
         (done.updated if record else done.created).append(fields["slug"])
         save(session, record or Mailbox(), fields, settings)
     return done
+
+
+def _with_secrets_of_the_settings(fields: dict, settings: dict) -> dict:
+    """A `default` record made from the file: a `***` there means the secret the settings hold."""
+    known = {"password": settings.get("IMAP_PASSWORD"), "client_secret": settings.get("OAUTH_CLIENT_SECRET"),
+             "refresh_token": settings.get("OAUTH_REFRESH_TOKEN")}
+    return {**fields, **{n: known[n] for n in SECRET_NAMES if fields.get(n) == HIDDEN}}
 
 
 def save(session: Session, record: Mailbox, fields: dict, settings: dict) -> Mailbox:
@@ -319,8 +333,9 @@ def _exported(s: dict) -> dict:
                           "username": s.get("IMAP_USERNAME"), "folder": s.get("IMAP_FOLDER"),
                           "sent_folder": s.get("IMAP_SENT_FOLDER"), "done_folder": s.get("IMAP_DONE_FOLDER"),
                           "cafile": s.get("IMAP_CAFILE")}),
-        "smtp": _present({"host": s.get("SMTP_HOST"), "port": s.get("SMTP_PORT"), "security": s.get("SMTP_SECURITY"),
-                          "username": s.get("SMTP_USERNAME"), "cafile": s.get("SMTP_CAFILE")}),
+        "smtp": {**_present({"host": s.get("SMTP_HOST"), "port": s.get("SMTP_PORT"),
+                             "security": s.get("SMTP_SECURITY"), "cafile": s.get("SMTP_CAFILE")}),
+                 **({"username": s["SMTP_USERNAME"]} if s.get("SMTP_USERNAME") is not None else {})},
         "auth": _present(auth),
     }
     pace = _present({"per_minute": s.get("MAILBOX_PER_MINUTE"), "per_day": s.get("MAILBOX_PER_DAY"),

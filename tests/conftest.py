@@ -111,6 +111,15 @@ def dkim_key(tmp_path_factory) -> tuple[str, bytes]:
 
 
 @pytest.fixture
+def cli_env(tmp_path, redis_server):
+    """The environment for a `flask --app wsgi` command in its own process, on a fresh SQLite file."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAP_", "SMTP_", "DATABASE_URL"))}
+    env.update(FT_INSTANCE=str(tmp_path / "instance"), REDIS_URL=redis_server.url, FT_DOTENV="/nonexistent")
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
+    return env
+
+
+@pytest.fixture
 def make_app(settings):
     """Build apps on empty tables, after a test has changed `settings`."""
     built = []

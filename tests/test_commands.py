@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,14 +22,6 @@ def flask(args: list[str], env: dict, stdin: str | None = None) -> subprocess.Co
         [sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env,
         input=stdin, capture_output=True, text=True, timeout=120,
     )
-
-
-@pytest.fixture
-def cli_env(tmp_path, redis_server):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAP_", "SMTP_", "DATABASE_URL"))}
-    env.update(FT_INSTANCE=str(tmp_path / "instance"), REDIS_URL=redis_server.url, FT_DOTENV="/nonexistent")
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
-    return env
 
 
 def _upgraded(env: dict) -> dict:
