@@ -72,16 +72,17 @@ def token_source(settings: dict) -> oauth.TokenSource:
     return _sources[key]
 
 
+# Both in their own short transaction, never the caller's session: sign-in happens outside the caller's
+# work (the poller and the worker hold no transaction while they talk to a server).
 def _cached(slug: str, settings: dict) -> oauth.AccessToken | None:
     if not has_app_context():
         return None
-    with db.session.no_autoflush:
-        found = mailboxes.cached_token(db.session, slug, settings)
+    with db.engine.begin() as connection, db.Session(bind=connection) as session:
+        found = mailboxes.cached_token(session, slug, settings)
     return oauth.AccessToken(*found) if found else None
 
 
 def _store(slug: str, token: oauth.AccessToken, rotated: str | None, settings: dict) -> None:
-    """Kept in its own short transaction: a refresh happens at sign-in, outside the caller's work."""
     if not has_app_context():
         return
     with db.engine.begin() as connection, db.Session(bind=connection) as session:

@@ -11,11 +11,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from imapclient import IMAPClient
+from sqlalchemy import func, select
 
-from service import oauth
+from service import campaigns, connections, oauth
+from service.extensions import db
+from service.models import InboundMessage, MailboxState
 from service.oauth import AccessToken, OAuthError, TokenSource
+from tests.conftest import DEFAULT_YAML
 from tests.oauth_standin import OAuthStandin
 from tests.servers import Dovecot, SmtpSink, free_port
+from tests.world import mail, run_poller, run_worker
 
 CLIENT_ID = "ft-client"
 CLIENT_SECRET = "ft-secret"
@@ -478,3 +483,63 @@ def test_provider_refuses_an_unknown_name() -> None:
     with pytest.raises(OAuthError, match="unknown OAuth provider 'yahoo'") as caught:
         oauth.provider("yahoo", {})
     assert caught.value.permanent
+
+
+# --------------------------------------------------------------------------- the whole desk on XOAUTH2
+
+
+@pytest.fixture
+def oauth_desk(make_app, standin: OAuthStandin, oauth_dovecot: Dovecot, sink: SmtpSink):
+    """The default mailbox signing in to IMAP and SMTP with XOAUTH2 only, answering the roadmap campaign."""
+    connections._sources.clear()  # each test starts with no token in this process
+    with oauth_dovecot.client() as client:
+        client.select_folder("INBOX")
+        if uids := client.search(["ALL"]):
+            client.delete_messages(uids)
+            client.expunge()
+    app = make_app(
+        IMAP_HOST=oauth_dovecot.host, IMAP_PORT=oauth_dovecot.port, IMAP_SECURITY="starttls",
+        IMAP_CAFILE=oauth_dovecot.cafile, IMAP_USERNAME="consultant", IMAP_PASSWORD=None, SMTP_USERNAME="consultant",
+        MAIL_AUTH="xoauth2", OAUTH_TOKEN_URL=standin.token_url, OAUTH_CLIENT_ID=CLIENT_ID,
+        OAUTH_CLIENT_SECRET=CLIENT_SECRET, OAUTH_REFRESH_TOKEN=standin.issue_refresh_token("consultant"),
+    )
+    with app.app_context():
+        campaigns.import_yaml(db.session, DEFAULT_YAML.read_text(), DEFAULT_YAML.parent)
+        db.session.commit()
+    return app
+
+
+def _answered(app, dovecot: Dovecot, sink: SmtpSink, sender: str, count: int) -> None:
+    dovecot.append(mail(sender=sender))
+    run_poller(app)
+    run_worker(app)
+    assert sender in sink.wait_for(count)[-1].rcpt_tos
+
+
+def test_the_desk_runs_on_xoauth2_and_renews_a_token_that_expired_mid_run(oauth_desk, standin, oauth_dovecot, sink):
+    before = standin.refreshes
+    _answered(oauth_desk, oauth_dovecot, sink, "ann@prospect.example", 1)
+    assert standin.refreshes == before + 1  # one token for IMAP and SMTP alike
+    standin.expire_all()  # the provider ends the token early; ours still thinks it has an hour
+    _answered(oauth_desk, oauth_dovecot, sink, "bob@prospect.example", 2)
+    assert standin.refreshes == before + 2
+    with oauth_desk.app_context():
+        assert db.session.scalar(select(func.count()).select_from(InboundMessage)) == 2
+    assert [m.rcpt_tos for m in sink.messages] == [["ann@prospect.example"], ["bob@prospect.example"]]
+
+
+def test_a_revoked_refresh_token_is_shown_and_no_message_is_lost(oauth_desk, standin, oauth_dovecot, sink):
+    _answered(oauth_desk, oauth_dovecot, sink, "ann@prospect.example", 1)
+    standin.revoke_refresh(oauth_desk.config["OAUTH_REFRESH_TOKEN"])
+    standin.expire_all()
+    oauth_dovecot.append(mail(sender="bob@prospect.example"))
+    with pytest.raises(OAuthError) as refused:
+        run_poller(oauth_desk)
+    assert refused.value.permanent
+    with oauth_desk.app_context():
+        [state] = db.session.scalars(select(MailboxState)).all()
+        assert "connect the mailbox again" in state.last_error and "r3" not in state.last_error
+    oauth_desk.config["OAUTH_REFRESH_TOKEN"] = standin.issue_refresh_token("consultant")  # connected again
+    run_poller(oauth_desk)
+    run_worker(oauth_desk)
+    assert [m.rcpt_tos for m in sink.wait_for(2)] == [["ann@prospect.example"], ["bob@prospect.example"]]
