@@ -4,17 +4,22 @@ mailbox, requests matched in the mailbox they arrived in, and `mailboxes test` a
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import yaml
 from cryptography.fernet import Fernet
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from service import campaigns, mailboxes
+from service import ROOT, campaigns, mailboxes
 from service.extensions import db
-from service.models import InboundMessage, Mailbox
+from service.models import InboundMessage, Mailbox, MailboxLease
 from tests.conftest import DEFAULT_YAML
-from tests.servers import Dovecot, SmtpSink
+from tests.servers import Dovecot, SmtpSink, wait_until
 from tests.test_commands import _upgraded, flask
 from tests.world import mail, run_poller, run_worker
 
@@ -28,7 +33,7 @@ def _file(dovecot: Dovecot | None = None, smtp: SmtpSink | None = None, password
         {"slug": "ken", "from": "Ken Thoreson <ken@acumen.example>", "imap": imap,
          "smtp": {"host": smtp.host, "port": smtp.port, "security": "none", "username": ""} if smtp
          else {"host": "smtp.acumen.example"},
-         "auth": {"method": "password", "password": password}, "pace": {"per_minute": 5, "per_day": 120}},
+         "auth": {"method": "password", "password": password}, "pace": {"per_minute": 60, "per_day": 120}},
         {"slug": "pat", "from": "Pat Lee <pat@acumen.example>",
          "imap": {"host": "outlook.office365.com"}, "smtp": {"host": "smtp.office365.com"},
          "auth": {"method": "xoauth2", "provider": "microsoft", "client_id": "app-id",
@@ -260,3 +265,83 @@ def test_certificates_are_verified_unless_a_private_ca_is_named(imap_settings, m
         lines = connections.probe(mailboxes.settings_for(db.session, "default", app.config))
     [line] = [x for x in lines if x.startswith("IMAP")]
     assert line.startswith("IMAP  FAIL") and "the certificate is not trusted" in line and "set IMAP_CAFILE" in line
+
+
+# --------------------------------------------------------------------------- one poller per mailbox
+
+
+def _pollers_env(agency, two_accounts: Dovecot, tmp_path) -> dict:
+    skip = ("IMAP_", "SMTP_", "DATABASE_URL", "MAIL_FROM", "QUEUE_NAME", "REDIS_URL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
+    config = agency.config
+    env.update(
+        FT_INSTANCE=str(tmp_path / "instance"), FT_DOTENV="/nonexistent", FT_SECRETS_KEY=KEY,
+        DATABASE_URL=config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=config["REDIS_URL"], QUEUE_NAME=config["QUEUE_NAME"],
+        MAIL_FROM=config["MAIL_FROM"], IMAP_HOST=two_accounts.host, IMAP_PORT=str(two_accounts.port),
+        IMAP_SECURITY="starttls", IMAP_USERNAME="consultant", IMAP_PASSWORD="secret",
+        IMAP_CAFILE=two_accounts.cafile, POLL_LEASE_SECONDS="6", IMAP_IDLE_SECONDS="30",
+    )
+    return env
+
+
+def _stored(app, count: int, limit: float = 90) -> bool:
+    def enough() -> bool:
+        with app.app_context():
+            try:
+                return db.session.scalar(select(func.count()).select_from(InboundMessage)) >= count
+            finally:
+                db.session.remove()
+    return wait_until(enough, limit)
+
+
+def _work_until(app, done, limit: float = 60) -> None:
+    """Run the worker until `done`: a poller queues a message just after the commit that stored it."""
+    assert wait_until(lambda: run_worker(app) or done(), limit)
+
+
+def _holders(app) -> dict[str, str]:
+    with app.app_context():
+        try:
+            return dict(db.session.execute(select(MailboxLease.slug, MailboxLease.holder)).all())
+        finally:
+            db.session.remove()
+
+
+def test_two_poll_processes_share_the_mailboxes_and_one_takes_over_when_the_other_dies(
+    agency, two_accounts, sink, ken_sink, tmp_path
+):
+    env = _pollers_env(agency, two_accounts, tmp_path)
+    logs = [open(tmp_path / f"poll-{n}.log", "wb") for n in range(2)]  # noqa: SIM115 - closed below
+    pollers = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", "poll"], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT) for log in logs]
+    try:
+        assert wait_until(lambda: set(_holders(agency)) == {"default", "ken"}, 60), _holders(agency)
+        for n in range(5):
+            two_accounts.append(mail(sender=f"a{n}@prospect.example"), user="consultant")
+            two_accounts.append(mail(sender=f"k{n}@prospect.example", to="ken@acumen.example"), user="ken")
+        assert _stored(agency, 10)
+        _work_until(agency, lambda: len(sink.messages) >= 5 and len(ken_sink.messages) >= 5)
+        for server, letter in ((sink, "a"), (ken_sink, "k")):
+            got = sorted(r for m in server.wait_for(5) for r in m.rcpt_tos)
+            assert got == [f"{letter}{n}@prospect.example" for n in range(5)]
+
+        holder = _holders(agency)["ken"]
+        victim = next(p for p in pollers if f":{p.pid}:" in holder)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        two_accounts.append(mail(sender="late@prospect.example", to="ken@acumen.example"), user="ken")
+        survivor = next(p for p in pollers if p is not victim)
+        # Taken over within the lease (6 s here, 30 s by default) and one renewal: well inside 60 s.
+        assert wait_until(lambda: f":{survivor.pid}:" in _holders(agency)["ken"], 60), _holders(agency)
+        assert _stored(agency, 11)
+        _work_until(agency, lambda: len(ken_sink.messages) >= 6)
+        assert "late@prospect.example" in [r for m in ken_sink.wait_for(6) for r in m.rcpt_tos]
+        time.sleep(0.5)
+        assert len(sink.messages) == 5 and len(ken_sink.messages) == 6  # each answered once
+    finally:
+        for process in pollers:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(30)
+        for log in logs:
+            log.close()

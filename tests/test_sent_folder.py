@@ -1,4 +1,5 @@
-"""The poller reads the consultant's Sent folder too: stored like INBOX mail, never marked or moved."""
+"""The poller reads the consultant's Sent folder too: stored like INBOX mail, never marked or moved. And the
+worker's copies of what it sends go into Sent over one kept IMAP session, which survives being dropped."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from service import connections
 from service.extensions import db
-from tests.servers import Dovecot
+from tests.conftest import DEFAULT_YAML, _load
+from tests.servers import Dovecot, wait_until
 from tests.test_poller import _wait
-from tests.world import mail, run_poller, scalar
+from tests.test_sending import ask
+from tests.world import mail, parse, run_poller, run_worker, scalar
+from workers.imap import close_sent_folders, copy_to_sent
 
 FOLDERS = ("INBOX", "Sent", "Sent Items", "Processed")
 NO_IDLE_NO_MOVE = "IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE UIDPLUS"
@@ -244,3 +249,66 @@ def test_a_sent_folder_that_fails_mid_run_never_stops_inbox(sent_settings, sent_
     assert any("INBOX is still read" in r.getMessage() for r in caplog.records)
     error = "SELECT last_error FROM mailbox_state WHERE mailbox = :name"
     assert scalar(app, error, name=_mailbox(sent_dovecot, "Sent Items"))
+
+
+@pytest.fixture
+def imap_logins(monkeypatch) -> list[str]:
+    """Every IMAP sign-in from now on, by the mailbox it was for."""
+    logins, sign_in = [], connections.imap
+
+    def counted(settings: dict):
+        logins.append(settings.get("MAILBOX"))
+        return sign_in(settings)
+
+    monkeypatch.setattr(connections, "imap", counted)
+    return logins
+
+
+def _subjects(server: Dovecot, folder: str = "Sent") -> list[str]:
+    return [parse(raw)["Subject"] for raw in server.messages(folder)]
+
+
+def test_copies_to_sent_share_one_session_which_comes_back_after_the_server_drops_it(
+    sent_settings, sent_dovecot, make_app, imap_logins,
+):
+    app = make_app(IMAP_SENT_FOLDER="Sent")
+    with app.app_context():
+        try:
+            assert all(copy_to_sent(app.config, _by_hand(subject=f"copy {n}")) for n in range(3))
+            assert len(imap_logins) == 1
+            sent_dovecot.kick()  # the server ends the session (as an idle timeout or a restart would)
+            assert copy_to_sent(app.config, _by_hand(subject="after the kick"))
+            assert copy_to_sent(app.config, _by_hand(subject="and after that"))
+            assert len(imap_logins) == 2  # one new session, kept again
+        finally:
+            close_sent_folders()
+    assert _subjects(sent_dovecot) == ["copy 0", "copy 1", "copy 2", "after the kick", "and after that"]
+
+
+def test_a_copy_that_cannot_be_made_is_logged_and_the_next_one_still_goes(
+    sent_settings, sent_dovecot, make_app, imap_logins, caplog,
+):
+    app = make_app(IMAP_SENT_FOLDER="Sent")
+    with app.app_context():
+        try:
+            assert copy_to_sent(app.config, _by_hand(subject="first"))
+            with caplog.at_level(logging.ERROR, logger="workers.imap"):
+                assert copy_to_sent({**app.config, "IMAP_SENT_FOLDER": "No Such Folder"}, _by_hand()) is False
+            assert "could not copy a sent message to No Such Folder" in caplog.text
+            assert copy_to_sent(app.config, _by_hand(subject="second"))
+        finally:
+            close_sent_folders()
+    assert _subjects(sent_dovecot) == ["first", "second"]
+
+
+def test_the_worker_copies_a_whole_batch_over_one_imap_login_and_logs_out_when_it_stops(
+    sent_settings, sent_dovecot, make_app, sink, imap_logins,
+):
+    app = make_app(IMAP_SENT_FOLDER="Sent")
+    _load(app, DEFAULT_YAML.read_text())
+    ask(app, *(f"p{n}@prospect.example" for n in range(4)))
+    run_worker(app)
+    assert len(sink.wait_for(4)) == 4
+    assert imap_logins == ["default"]
+    assert sorted(_subjects(sent_dovecot)) == sorted(parse(m.data)["Subject"] for m in sink.messages)
+    assert wait_until(lambda: sent_dovecot.sessions() == 0, timeout=30), "the worker left its IMAP session open"

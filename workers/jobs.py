@@ -118,19 +118,24 @@ def send(row_id: int) -> str:
         row = _claim(session, row_id)
         if row is None:
             return _not_claimed(row_id)
-        found = enrollments.verdict(session, row, settings)
+        found, campaign, sending = enrollments.verdict(session, row, settings), None, settings
         if found.action == enrollments.GO:
-            found = _paced(row, settings) or found
+            campaign = session.get(Campaign, row.campaign_id)
+            sending, found = _ready(session, row, campaign, settings, found)
         handler = {enrollments.CANCEL: _cancel, enrollments.SKIP: _skip, enrollments.WAIT: _wait}.get(found.action)
         if handler is not None:
             return handler(session, row, found, settings)
-        campaign = session.get(Campaign, row.campaign_id)
-        try:
-            sending = mailboxes.settings_for(session, campaign.mailbox if campaign else mailboxes.DEFAULT, settings)
-        except mailboxes.MailboxError as exc:  # removed, or its secrets unreadable: the row waits for the admin
-            return _wait(session, row, enrollments.Verdict(enrollments.WAIT, str(exc), utcnow() + timedelta(hours=1)),
-                         settings)
         return _deliver(session, row, campaign, sending)
+
+
+def _ready(session, row: Outbound, campaign: Campaign | None, settings: dict,
+           found: enrollments.Verdict) -> tuple[dict, enrollments.Verdict]:
+    """The sending mailbox's settings, and whether its pace (and the deployment's) lets the row go now."""
+    try:
+        sending = mailboxes.settings_for(session, campaign.mailbox if campaign else mailboxes.DEFAULT, settings)
+    except mailboxes.MailboxError as exc:  # removed, or its secrets unreadable: the row waits for the admin
+        return settings, enrollments.Verdict(enrollments.WAIT, str(exc), utcnow() + timedelta(hours=1))
+    return sending, _paced(row, sending) or found
 
 
 # RQ schedules on whole seconds, and its scheduler looks once a second: a job may start a little before
@@ -181,19 +186,17 @@ def _wait(session, row: Outbound, found: enrollments.Verdict, settings: dict) ->
 
 
 def _paced(row: Outbound, settings: dict) -> enrollments.Verdict | None:
-    """The deployment-wide pace, counted in Redis: over it, the row waits for its next slot.
+    """The deployment's pace and the sending mailbox's, counted in Redis: over either, the row waits for
+    its next slot. `settings` are the mailbox's (`mailboxes.settings_for`).
 
     Only a first-time requester's magnet may use the share of the day kept for them.
     """
-    first_time = _first_magnet(db.session, row)
-    later = throttle.take_slot(
-        queue.connection(), settings["SEND_PER_MINUTE"], settings["SEND_PER_DAY"], utcnow(),
-        first_time=first_time, share_percent=settings["FIRST_TIME_SHARE_PERCENT"],
-    )
-    if later is None:
+    now = utcnow()
+    wanted = throttle.budgets(settings, now, first_time=_first_magnet(db.session, row))
+    refused = throttle.take(queue.connection(), wanted, now)
+    if refused is None:
         return None
-    kept = "" if first_time else ", less the FIRST_TIME_SHARE_PERCENT kept for first-time requesters"
-    return enrollments.Verdict(enrollments.WAIT, f"pace limit reached (SEND_PER_MINUTE / SEND_PER_DAY{kept})", later)
+    return enrollments.Verdict(enrollments.WAIT, f"pace limit reached ({refused.reason})", refused.until)
 
 
 def _first_magnet(session, row: Outbound) -> bool:

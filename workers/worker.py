@@ -10,6 +10,7 @@ from rq import SimpleWorker
 from service import queue
 from service.extensions import db
 
+from .imap import close_sent_folders
 from .jobs import reconcile
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,10 @@ class AppWorker(SimpleWorker):
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()
         _reconcile()
+
+    def teardown(self):
+        super().teardown()
+        close_sent_folders()  # a clean LOGOUT, rather than the server timing out a vanished client
 
 
 def _reconcile() -> None:
