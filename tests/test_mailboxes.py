@@ -232,6 +232,17 @@ def test_one_broken_mailbox_does_not_stop_the_others(agency, two_accounts, sink)
     assert sink.wait_for(1)[0].rcpt_tos == ["ann@prospect.example"]
 
 
+def test_a_mailbox_whose_secrets_cannot_be_read_does_not_stop_the_others(agency, two_accounts, sink, caplog):
+    agency.config["FT_SECRETS_KEY"] = Fernet.generate_key().decode()  # the key was changed under the records
+    two_accounts.append(mail(sender="ann@prospect.example"), user="consultant")
+    with caplog.at_level(logging.ERROR, logger="workers.poller"), pytest.raises(mailboxes.MailboxError):
+        run_poller(agency)
+    assert any("mailbox ken was not polled" in r.getMessage() and "FT_SECRETS_KEY" in r.getMessage()
+               for r in caplog.records)
+    run_worker(agency)
+    assert sink.wait_for(1)[0].rcpt_tos == ["ann@prospect.example"]
+
+
 # --------------------------------------------------------------------------- the commands
 
 

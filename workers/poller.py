@@ -424,11 +424,13 @@ def run(app: Flask, once: bool = False, stopping: threading.Event | None = None)
 def _once(settings: dict, stopping: threading.Event) -> None:
     """One pass over each mailbox; a broken one is recorded and the others still polled, then it raises."""
     failures = []
-    for seen in mailboxes.every(db.session, settings):
-        db.session.remove()
+    for slug in mailboxes.slugs(db.session):
         try:
+            seen = mailboxes.settings_for(db.session, slug, settings)
+            db.session.remove()
             _loop(seen, True, stopping)
         except POLL_ERRORS as exc:
+            log.error("mailbox %s was not polled: %s", slug, exc)
             failures.append(exc)
     if failures:
         raise failures[0]
@@ -453,7 +455,7 @@ def _serve(app: Flask, stopping: threading.Event) -> None:
                 served, version = running.get(slug), wanted.get(slug)
                 held = version is not None and mailboxes.hold(db.session, slug, holder, seconds) is not None
                 db.session.commit()
-                if served is not None and (not held or served.version != version or not served.alive()):
+                if served is not None and (not held or served.version != version):
                     served.stop(), running.pop(slug)
                     if not held:
                         log.warning("mailbox %s: no longer held by this process (%s)", slug, holder)
@@ -471,8 +473,18 @@ def _serve(app: Flask, stopping: threading.Event) -> None:
 
 
 def _versions(settings: dict) -> dict[str, str]:
-    """Each mailbox with its version: a change restarts its thread on the new settings."""
-    return {s["MAILBOX"]: s.get("MAILBOX_VERSION", "") for s in mailboxes.every(db.session, settings)}
+    """Each mailbox with its version: a change restarts its thread on the new settings.
+
+    A mailbox that cannot be read (its secrets sealed under another FT_SECRETS_KEY) is still listed:
+    its thread says why once and ends, and is started again only when the record changes.
+    """
+    found = {}
+    for slug in mailboxes.slugs(db.session):
+        try:
+            found[slug] = mailboxes.settings_for(db.session, slug, settings).get("MAILBOX_VERSION", "")
+        except MailboxError as exc:
+            found[slug] = f"unreadable: {exc}"
+    return found
 
 
 @dataclass
@@ -489,9 +501,6 @@ class _Served:
         thread = threading.Thread(target=_serve_one, args=(app, slug, own), name=f"poll-{slug}", daemon=True)
         thread.start()
         return cls(thread, own, version)
-
-    def alive(self) -> bool:
-        return self.thread.is_alive()
 
     def stop(self) -> None:
         self.stopping.set()
