@@ -95,9 +95,11 @@ def mailboxes_export() -> None:
 def mailboxes_test(slug: str) -> None:
     """Sign in to SLUG's IMAP and SMTP servers and print what they offer; exits 1 on a failure."""
     try:
-        lines = connections.probe(mailboxes.settings_for(db.session, slug, current_app.config))
+        settings = mailboxes.settings_for(db.session, slug, current_app.config)
     except mailboxes.MailboxError as exc:
         raise click.ClickException(str(exc)) from exc
+    db.session.remove()  # no transaction held while the servers answer (SQLite has one writer)
+    lines = connections.probe(settings)
     for line in lines:
         click.echo(line)
     if any(" FAIL " in line for line in lines):

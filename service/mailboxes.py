@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import formataddr, parseaddr
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from cryptography.fernet import Fernet, InvalidToken
@@ -23,6 +24,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .models import Campaign, Mailbox, MailboxLease
+
+if TYPE_CHECKING:
+    from .oauth import AccessToken, Provider
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +136,15 @@ def overlay(record: Mailbox, settings: dict) -> dict:
         "MAILBOX_WARMUP_DAYS": record.warmup_days,
         "MAILBOX_CREATED_AT": record.created_at,
         "MAILBOX_VERSION": record.updated_at.isoformat() if record.updated_at else "",
-        # With no servers set, each mailbox has its own local Maildir and outbox (the embedded default).
-        "MAILDIR": str(Path(settings["MAILDIR"]) / record.slug),
-        "OUTBOX": str(Path(settings["OUTBOX"]) / record.slug),
+        # With no servers set, each mailbox has its own local Maildir and outbox (the embedded default);
+        # `default` keeps the settings' own, so saving it in the admin moves no mail.
+        "MAILDIR": _own_folder(settings["MAILDIR"], record.slug),
+        "OUTBOX": _own_folder(settings["OUTBOX"], record.slug),
     }
+
+
+def _own_folder(folder: str, slug: str) -> str:
+    return folder if slug == DEFAULT else str(Path(folder) / slug)
 
 
 def slugs(session: Session) -> list[str]:
@@ -410,3 +419,106 @@ def let_go(session: Session, slug: str, holder: str) -> None:
 
 def campaigns_of(session: Session, slug: str) -> list[Campaign]:
     return list(session.scalars(select(Campaign).where(Campaign.mailbox == slug).order_by(Campaign.slug)))
+
+
+# ---------------------------------------------------------------- the admin's form
+
+FIELDS = ("slug", "from_name", "from_address", "imap_host", "imap_port", "imap_security", "imap_username",
+          "imap_folder", "imap_sent_folder", "imap_done_folder", "imap_cafile", "smtp_host", "smtp_port",
+          "smtp_security", "smtp_username", "smtp_cafile", "auth_method", "provider", "token_url", "client_id",
+          "per_minute", "per_day", "warmup_days")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def entry(item: dict) -> dict:
+    """One mailbox in the file's shape (the admin's form), checked by the file's rules and the columns' sizes.
+
+    Secrets come inline only: a form must not name a file on the server for us to read.
+    """
+    auth = item.get("auth") if isinstance(item.get("auth"), dict) else {}
+    if any(str(key).endswith("_file") for key in auth):
+        raise MailboxError("secrets from files are for the mailbox file, not the form")
+    fields = _entry(item, Path.cwd())
+    for name, value in fields.items():
+        if isinstance(value, str):
+            _fits(fields["slug"], name, value)
+    return fields
+
+
+def _fits(slug: str, name: str, value: str) -> None:
+    # A line break in a From or a host would end up in a header or an IMAP command.
+    if _CONTROL.search(value):
+        raise MailboxError(f"mailbox {slug}: {name} holds a line break or another control character")
+    limit = None if name in SECRET_NAMES else Mailbox.__table__.c[name].type.length
+    if limit and len(value) > limit:
+        raise MailboxError(f"mailbox {slug}: {name} is longer than {limit} characters")
+
+
+def fields_of(session: Session, slug: str, settings: dict) -> dict:
+    """A mailbox as `save` takes it, each stored secret as `***`: what the admin's form starts from."""
+    record = session.scalar(select(Mailbox).where(Mailbox.slug == slug))
+    if record is not None:
+        fields, secrets = {name: getattr(record, name) for name in FIELDS}, unseal(record.sealed_secrets, settings)
+    elif slug == DEFAULT:
+        fields, secrets = _fields_of_the_settings(settings), _with_secrets_of_the_settings(
+            dict.fromkeys(SECRET_NAMES, HIDDEN), settings)
+    else:
+        raise MailboxError(f"there is no mailbox {slug!r}")
+    return {**fields, **{name: HIDDEN if secrets.get(name) else None for name in SECRET_NAMES}}
+
+
+def _fields_of_the_settings(settings: dict) -> dict:
+    name, address = parseaddr(settings["MAIL_FROM"])
+    fields = {"slug": DEFAULT, "from_name": name, "from_address": address,
+              "auth_method": settings.get("MAIL_AUTH") or "password", "provider": settings.get("OAUTH_PROVIDER"),
+              "token_url": settings.get("OAUTH_TOKEN_URL"), "client_id": settings.get("OAUTH_CLIENT_ID"),
+              "per_minute": None, "per_day": None, "warmup_days": None,
+              # The settings sign in to SMTP only with a username; a record says the same with "".
+              "smtp_username": settings.get("SMTP_USERNAME") or ""}
+    for name in FIELDS:
+        if name.startswith(("imap_", "smtp_")) and name != "smtp_username":
+            fields[name] = settings.get(name.upper())
+    fields["imap_security"] = fields["imap_security"] or "ssl"
+    fields["smtp_security"] = fields["smtp_security"] or "starttls"
+    fields["imap_folder"] = fields["imap_folder"] or "INBOX"
+    return fields
+
+
+def put(session: Session, fields: dict, settings: dict, *, new: bool) -> Mailbox:
+    """Add (`new`) or change a mailbox from the admin's form (fields as `entry` checked them).
+
+    The first save of `default` makes the record that replaces the settings, so there a secret the
+    form left alone is the one the settings hold.
+    """
+    slug = fields["slug"]
+    record = session.scalar(select(Mailbox).where(Mailbox.slug == slug))
+    if new and exists(session, slug):
+        raise MailboxError(f"there is already a mailbox {slug}: change it with Edit")
+    if not new and record is None:
+        if slug != DEFAULT:
+            raise MailboxError(f"there is no mailbox {slug!r}")
+        kept = {name: HIDDEN for name in SECRET_NAMES if fields.get(name) is None}
+        fields = _with_secrets_of_the_settings({**fields, **kept}, settings)
+    return save(session, record or Mailbox(), fields, settings)
+
+
+def connect(session: Session, slug: str, provider: Provider, client: tuple[str, str | None], refresh_token: str,
+            access: AccessToken, settings: dict) -> Mailbox:
+    """Make a mailbox sign in by XOAUTH2 with the refresh token the admin's consent brought back.
+
+    A mailbox with no servers yet gets the provider's; the access token that came with the grant is
+    kept, so no process signs in with one left from an earlier account.
+    """
+    fields = fields_of(session, slug, settings)
+    client_id, client_secret = client
+    fields.update(auth_method="xoauth2", provider=provider.name, token_url=None, client_id=client_id,
+                  client_secret=client_secret or "", refresh_token=refresh_token)
+    if not fields["imap_host"]:
+        fields.update(imap_host=provider.imap_host, imap_port=provider.imap_port, imap_security="ssl")
+    if not fields["smtp_host"]:
+        # None: sign in to SMTP as the IMAP account, as both providers want.
+        fields.update(smtp_host=provider.smtp_host, smtp_port=provider.smtp_port,
+                      smtp_security=provider.smtp_security, smtp_username=None)
+    record = put(session, fields, settings, new=False)
+    store_token(session, slug, access.token, access.expires_at, settings)
+    return record

@@ -12,7 +12,7 @@ from service.models import User
 from tests.test_admin_support import ALICE, post, signed_in, text, token
 
 SAMPLE_VALUES = {"contact_id": 1, "enrollment_id": 1, "campaign_id": 1, "asset_id": 1, "message_id": 1,
-                 "row_id": 1, "token": "0" * 32}
+                 "row_id": 1, "token": "0" * 32, "slug": "default", "provider": "google"}
 
 
 def _admin_urls(app) -> list[tuple[str, str]]:

@@ -1,7 +1,7 @@
 """The admin: one blueprint, every route behind a login, CSRF on every form, strict security headers.
 
-Views are thin and live in one module per noun (dashboard, contacts_views, campaigns_views,
-review, messages, imports_views, settings_views); helpers that shape data for the pages sit next to them.
+Views are thin and live in one module per noun (dashboard, contacts_views, campaigns_views, review,
+messages, imports_views, mailboxes_views, settings_views); helpers that shape data for the pages sit next to them.
 """
 
 from __future__ import annotations
@@ -131,12 +131,13 @@ from . import (  # noqa: E402  (views register themselves on `bp`)
     contacts_views,
     dashboard,
     imports_views,
+    mailboxes_views,
     messages,
     review,
     settings_views,
 )
 
 __all__ = [
-    "auth", "bp", "campaigns_views", "contacts_views", "dashboard", "imports_views", "messages", "review",
-    "settings_views",
+    "auth", "bp", "campaigns_views", "contacts_views", "dashboard", "imports_views", "mailboxes_views", "messages",
+    "review", "settings_views",
 ]

@@ -9,6 +9,7 @@ from flask import current_app, flash, redirect, render_template, url_for
 from .. import mailcheck, outbound, queue, stats
 from ..extensions import db
 from . import bp, chart
+from .mailboxes_views import health
 
 log = logging.getLogger(__name__)
 
@@ -16,11 +17,12 @@ log = logging.getLogger(__name__)
 @bp.get("/")
 def dashboard():
     data = stats.overview(db.session)
+    boxes, others = health(db.session, current_app.config, data.mailboxes)
     return render_template(
         "admin/dashboard.html", o=data, funnel=data.activity.funnel(), windows=stats.WINDOWS,
         chart=_chart(data.activity), jobs=_queue_health(), people_note=stats.PEOPLE_NOTE,
         main_steps=stats.MAIN_STEPS, paused=outbound.breaker(db.session, current_app.config),
-        warnings=mailcheck.warnings(current_app.config),
+        warnings=mailcheck.warnings(current_app.config), boxes=boxes, other_polls=others,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from email.utils import quote
 from zoneinfo import available_timezones
 
 from flask_wtf import FlaskForm
@@ -13,6 +14,7 @@ from wtforms import (
     FieldList,
     Form,
     FormField,
+    IntegerField,
     PasswordField,
     RadioField,
     SelectField,
@@ -20,9 +22,10 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, Length, Optional, Regexp, ValidationError
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp, ValidationError
 
-from .. import campaigns
+from .. import campaigns, mailboxes
+from ..extensions import db
 from ..models import Campaign
 
 
@@ -65,6 +68,11 @@ def _addresses(form, field) -> None:
         raise ValidationError(f"not an address: {', '.join(bad)}")
 
 
+def _known_mailbox(form, field) -> None:
+    if not mailboxes.exists(db.session, field.data or ""):
+        raise ValidationError(f"there is no mailbox {field.data!r}: add it under Mailboxes first")
+
+
 def lines(text: str | None) -> list[str]:
     """A textarea's entries: one per line (commas also separate)."""
     return [part.strip() for part in re.split(r"[\n,]", text or "") if part.strip()]
@@ -99,6 +107,9 @@ class CampaignForm(FlaskForm):
     ])
     name = StringField("Name", [DataRequired(), Length(max=200)])
     active = BooleanField("Active: answer requests for it now")
+    mailbox = SelectField("Mailbox", [_known_mailbox], default=mailboxes.DEFAULT, validate_choice=False,
+                          description="It answers requests that arrive in this mailbox, and its mail goes out from "
+                                      "there: follow-ups already scheduled too.")
     addresses = TextAreaField("Trigger addresses", [_addresses], description="One per line. Plus-addressing matches: "
                               "roadmap@ also catches roadmap+x@.")
     keywords = TextAreaField("Trigger keywords", description="One per line; matched in the subject or body, any case.")
@@ -121,6 +132,7 @@ class CampaignForm(FlaskForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.timezone.choices = _zones()
+        self.mailbox.choices = [SelectChoice(slug, slug) for slug in mailboxes.slugs(db.session)]
 
     def entry(self) -> dict:
         """The form as one entry of the YAML campaign format."""
@@ -128,6 +140,7 @@ class CampaignForm(FlaskForm):
             "slug": (self.slug.data or "").strip(),
             "name": (self.name.data or "").strip(),
             "active": bool(self.active.data),
+            "mailbox": self.mailbox.data or mailboxes.DEFAULT,
             "triggers": {"addresses": lines(self.addresses.data), "keywords": lines(self.keywords.data),
                          "mode": self.trigger_mode.data or DEFAULT_TRIGGER_MODE},
             "magnet": {
@@ -158,7 +171,7 @@ class CampaignForm(FlaskForm):
 def campaign_data(campaign: Campaign) -> dict:
     """A campaign as the form's initial data."""
     return {
-        "slug": campaign.slug, "name": campaign.name, "active": campaign.active,
+        "slug": campaign.slug, "name": campaign.name, "active": campaign.active, "mailbox": campaign.mailbox,
         "addresses": "\n".join(campaign.trigger_addresses), "keywords": "\n".join(campaign.keywords),
         "trigger_mode": campaign.trigger_mode or DEFAULT_TRIGGER_MODE,
         "magnet_subject": campaign.magnet_subject, "magnet_text": campaign.magnet_text,
@@ -220,3 +233,123 @@ class MappingForm(FlaskForm):
 
 class ReplyFromForm(FlaskForm):
     email = EmailField("Contact's address", [DataRequired(), Email(check_deliverability=False)])
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _plain(form, field) -> None:
+    # A line break in a From, a host or a password would end up inside a header or an IMAP command.
+    if field.data and _CONTROL.search(str(field.data)):
+        raise ValidationError("no line breaks, tabs or other control characters")
+
+
+def _not_new(form, field) -> None:
+    if field.data == "new":
+        raise ValidationError("“new” is the address of this page: pick another slug")
+
+
+def _text(size: int, label: str, description: str = "") -> StringField:
+    return StringField(label, [Optional(), Length(max=size), _plain], description=description)
+
+
+def _port(label: str, description: str) -> IntegerField:
+    return IntegerField(label, [Optional(), NumberRange(1, 65535)], description=description)
+
+
+def _pace(label: str, description: str) -> IntegerField:
+    return IntegerField(label, [Optional(), NumberRange(1, 1_000_000)], description=description)
+
+
+def _secret(label: str) -> PasswordField:
+    return PasswordField(label, [Optional(), Length(max=4096), _plain])
+
+
+SECURITY_CHOICES = [SelectChoice("ssl", "SSL/TLS from the start"), SelectChoice("starttls", "STARTTLS"),
+                    SelectChoice("none", "None (local test servers)")]
+METHOD_CHOICES = [SelectChoice("password", "Password"),
+                  SelectChoice("xoauth2", "OAuth2 (XOAUTH2): Gmail, Microsoft 365")]
+PROVIDER_CHOICES = [SelectChoice("", "(none)"), SelectChoice("google", "Google"),
+                    SelectChoice("microsoft", "Microsoft"), SelectChoice("custom", "Another: give its token URL")]
+
+
+class MailboxForm(FlaskForm):
+    """Every field of a mailbox; a secret left blank keeps the stored one, a ticked box clears it."""
+
+    slug = StringField("Slug (stable id; campaigns name it)", [
+        DataRequired(), Length(max=63), Regexp(rf"^{mailboxes.SLUG.pattern}\Z", message="lower-case letters, "
+                                               "digits and dashes, starting with a letter or digit"), _not_new,
+    ])
+    sender = StringField("From", [DataRequired(), Length(max=520), _plain],
+                         description="A name and an address, as mail shows it: Ken Thoreson <ken@acumen.example>.")
+    imap_host = _text(255, "IMAP server", "Empty: no IMAP; mail is read from a local Maildir (for trying it out).")
+    imap_port = _port("IMAP port", "Empty: 993 for SSL/TLS, 143 otherwise.")
+    imap_security = SelectField("IMAP security", choices=SECURITY_CHOICES, default="ssl")
+    imap_username = _text(320, "IMAP username", "Empty: the From address.")
+    imap_folder = _text(200, "Folder to watch", "Empty: INBOX.")
+    imap_sent_folder = _text(200, "Sent folder (optional)", "Mail you send by hand from it is seen there too.")
+    imap_done_folder = _text(200, "Folder for handled requests (optional)")
+    imap_cafile = _text(500, "IMAP CA file (optional)", "A private CA's certificate, as a path on the server.")
+    smtp_host = _text(255, "SMTP server", "Empty: mail is written to a local outbox folder, not sent.")
+    smtp_port = _port("SMTP port", "Empty: 465 for SSL/TLS, 587 for STARTTLS, 25 for none.")
+    smtp_security = SelectField("SMTP security", choices=SECURITY_CHOICES, default="starttls")
+    smtp_username = _text(320, "SMTP username", "Empty: the IMAP username.")
+    smtp_no_auth = BooleanField("The SMTP server takes mail without a sign-in (a relay)")
+    smtp_cafile = _text(500, "SMTP CA file (optional)")
+    auth_method = SelectField("Sign in with", choices=METHOD_CHOICES, default="password")
+    password = _secret("Password (IMAP and SMTP)")
+    clear_password = BooleanField("Remove the stored password")
+    provider = SelectField("OAuth2 provider", choices=PROVIDER_CHOICES, default="")
+    client_id = _text(500, "OAuth2 client id")
+    client_secret = _secret("OAuth2 client secret")
+    clear_client_secret = BooleanField("Remove the stored client secret")
+    refresh_token = _secret("OAuth2 refresh token")
+    clear_refresh_token = BooleanField("Remove the stored refresh token")
+    token_url = _text(500, "Token URL (another provider only)")
+    per_minute = _pace("Mails per minute", "Empty: the desk's SEND_PER_MINUTE.")
+    per_day = _pace("Mails per day", "Empty: the desk's SEND_PER_DAY.")
+    warmup_days = _pace("Warm-up days", "A new address starts slowly and reaches its daily pace over these days.")
+
+    def entry(self) -> dict:
+        """The form as one entry of the mailbox file (`mailboxes import`)."""
+        return {
+            "slug": (self.slug.data or "").strip(), "from": (self.sender.data or "").strip(),
+            "imap": {"host": _value(self.imap_host), "port": self.imap_port.data, "security": self.imap_security.data,
+                     "username": _value(self.imap_username), "folder": _value(self.imap_folder),
+                     "sent_folder": _value(self.imap_sent_folder), "done_folder": _value(self.imap_done_folder),
+                     "cafile": _value(self.imap_cafile)},
+            "smtp": {"host": _value(self.smtp_host), "port": self.smtp_port.data, "security": self.smtp_security.data,
+                     "username": "" if self.smtp_no_auth.data else _value(self.smtp_username),
+                     "cafile": _value(self.smtp_cafile)},
+            "auth": {"method": self.auth_method.data, "provider": self.provider.data or None,
+                     "token_url": _value(self.token_url), "client_id": _value(self.client_id),
+                     "password": _kept(self.password, self.clear_password),
+                     "client_secret": _kept(self.client_secret, self.clear_client_secret),
+                     "refresh_token": _kept(self.refresh_token, self.clear_refresh_token)},
+            "pace": {"per_minute": self.per_minute.data, "per_day": self.per_day.data,
+                     "warmup_days": self.warmup_days.data},
+        }
+
+
+def _value(field) -> str | None:
+    return (field.data or "").strip() or None
+
+
+def _kept(field, clear) -> str | None:
+    """None keeps the stored secret, "" removes it; a password's own spaces are its own."""
+    return "" if clear.data else field.data or None
+
+
+def mailbox_data(fields: dict) -> dict:
+    """A mailbox (as mailboxes.fields_of gives it) as the form's initial data; secrets stay out of the page."""
+    data = {name: value for name, value in fields.items() if name not in mailboxes.SECRET_NAMES}
+    data.update(sender=_sender(fields["from_name"], fields["from_address"]), provider=fields["provider"] or "",
+                smtp_no_auth=fields["smtp_username"] == "")
+    return data
+
+
+def _sender(name: str, address: str) -> str:
+    # Quoted, a name with a comma or a dot reads back as one name (RFC 5322 §3.2.4).
+    if not name:
+        return address
+    return f'"{quote(name)}" <{address}>' if re.search(r'[()<>@,;:\\".\[\]]', name) else f"{name} <{address}>"
