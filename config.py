@@ -11,6 +11,7 @@ import os
 import secrets
 from email.utils import parseaddr
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from dotenv import load_dotenv
@@ -156,6 +157,8 @@ def load(instance_path: str) -> dict:
         "BOUNCE_ADDRESS": env_str("BOUNCE_ADDRESS"),
         "BASE_URL": base_url,
         "CONSULTANT_NAME": env_str("CONSULTANT_NAME", "Ken Thoreson"),
+        # The admin's clock for everyone who has not picked their own (an IANA name: America/Chicago).
+        "ADMIN_TIMEZONE": env_str("ADMIN_TIMEZONE", "UTC"),
         "CONSULTANT_COMPANY": env_str("CONSULTANT_COMPANY", "Acumen Management Group"),
         "MAGNET_REPEAT_DAYS": env_int("MAGNET_REPEAT_DAYS", 7),
         # Magnets per hour for one sender address, and for one sending or receiving domain; over them a
@@ -228,6 +231,7 @@ def finish(settings: dict) -> None:
     settings["SQLALCHEMY_DATABASE_URI"] = database_url(settings["SQLALCHEMY_DATABASE_URI"])
     settings["BASE_URL"] = settings["BASE_URL"].rstrip("/")
     settings["MAILBOX"] = "default"
+    _check_zone(settings["ADMIN_TIMEZONE"])
     settings["MAIL_DOMAIN"] = _mail_domain(settings["MAIL_FROM"])
     # Unset ports follow the security mode: IMAPS 993 / IMAP 143, SMTPS 465 / submission 587 / plain 25.
     settings["IMAP_PORT"] = settings["IMAP_PORT"] or (993 if settings["IMAP_SECURITY"] == "ssl" else 143)
@@ -243,6 +247,13 @@ def finish(settings: dict) -> None:
     settings["REMEMBER_COOKIE_SECURE"] = secure
     if settings.get("PRODUCTION"):
         _production_guardrails(settings)
+
+
+def _check_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"ADMIN_TIMEZONE must be an IANA timezone like America/Chicago, got {name!r}") from None
 
 
 def _placeholder_domain(domain: str) -> bool:

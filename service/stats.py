@@ -7,7 +7,7 @@ count that stops early), so the dashboard stays fast with 100,000 contacts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from sqlalchemy import String, case, cast, distinct, func, literal, select, union_all
 from sqlalchemy.orm import Session, defer
@@ -38,14 +38,14 @@ HOURLY_LIMIT = "over the hourly limit"  # the words intake puts on a request a c
 
 @dataclass
 class Activity:
-    """People per funnel step per window, and people per UTC day who asked or replied (for the chart)."""
+    """People per funnel step per window, and people per local day who asked or replied (for the chart)."""
 
     today: date
     people: dict[str, dict[int, int]] = field(default_factory=dict)
     per_day: dict[str, dict[date, int]] = field(default_factory=dict)
 
     def total(self, label: str, days: int) -> int:
-        """People on step `label` in the last `days` UTC days (each counted once)."""
+        """People on step `label` in the last `days` local days (each counted once)."""
         return self.people.get(label, {}).get(days, 0)
 
     def funnel(self) -> list[tuple[str, list[int]]]:
@@ -58,36 +58,29 @@ class Activity:
         return [(d, asked.get(d, 0), replied.get(d, 0)) for d in (first + timedelta(n) for n in range(days))]
 
 
-def _day(session: Session, column):
-    """The UTC calendar day of a timestamp column, on SQLite and PostgreSQL."""
-    if session.get_bind().dialect.name == "postgresql":
-        return func.date(func.timezone("UTC", column))
-    return func.date(column)
+def _midnight(today: date, days: int, zone: tzinfo = UTC) -> datetime:
+    """The start of a window of `days` calendar days ending today, in `zone` (an aware instant)."""
+    return datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), zone).astimezone(UTC)
 
 
-def _as_date(value) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value))
+def activity(session: Session, now: datetime | None = None, zone: tzinfo = UTC) -> Activity:
+    """The funnel (people per step per window) and the chart (people per day), each bounded to its date range.
+
+    Days are the viewer's calendar days in `zone`, DST included: each is bounded by its own local midnight.
+    """
+    today = (now or utcnow()).astimezone(zone).date()
+    return Activity(today=today, people=_people_per_step(session, today, zone),
+                    per_day=_people_per_day(session, today, zone))
 
 
-def _midnight(today: date, days: int) -> datetime:
-    """The start (UTC) of a window of `days` calendar days ending today."""
-    return datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC)
-
-
-def activity(session: Session, now: datetime | None = None) -> Activity:
-    """The funnel (people per step per window) and the chart (people per day), each bounded to its date range."""
-    today = (now or utcnow()).astimezone(UTC).date()
-    return Activity(today=today, people=_people_per_step(session, today), per_day=_people_per_day(session, today))
-
-
-def _people_per_step(session: Session, today: date) -> dict[str, dict[int, int]]:
+def _people_per_step(session: Session, today: date, zone: tzinfo) -> dict[str, dict[int, int]]:
     """People per step per window, one UNION ALL of the steps (PostgreSQL runs them in parallel)."""
-    since = _midnight(today, max(WINDOWS))
-    rows = session.execute(union_all(*(_step_people(label, kinds, since, today) for label, kinds in FUNNEL)))
+    since = _midnight(today, max(WINDOWS), zone)
+    rows = session.execute(union_all(*(_step_people(label, kinds, since, today, zone) for label, kinds in FUNNEL)))
     return {label: dict(zip(WINDOWS, (int(n or 0) for n in counts), strict=True)) for label, *counts in rows}
 
 
-def _step_people(label: str, kinds: tuple[str, ...], since: datetime, today: date):
+def _step_people(label: str, kinds: tuple[str, ...], since: datetime, today: date, zone: tzinfo):
     """One step: each person's latest such event since `since` (a hash aggregate over one range of the
     (kind, created_at) index), then how many of those fall in each window. No COUNT(DISTINCT) sorts,
     and a person with both a hard and a soft bounce is one person under Bounced.
@@ -101,21 +94,30 @@ def _step_people(label: str, kinds: tuple[str, ...], since: datetime, today: dat
         .group_by(Event.contact_id)
         .subquery()
     )
-    in_window = [func.sum(case((latest.c.last >= _midnight(today, d), 1), else_=0)) for d in WINDOWS]
+    in_window = [func.sum(case((latest.c.last >= _midnight(today, d, zone), 1), else_=0)) for d in WINDOWS]
     return select(literal(label).label("step"), *in_window)
 
 
-def _people_per_day(session: Session, today: date) -> dict[str, dict[date, int]]:
-    """People who asked, and people who replied, per UTC day of the chart (a person asking twice a day is one)."""
-    day = _day(session, Event.created_at)
+def _day_number(column, today: date, zone: tzinfo, days: int):
+    """Which of the last `days` local days a timestamp falls on (0 = the oldest), bounded by each day's
+    own midnight in `zone`: exact across DST, and the same SQL on SQLite and PostgreSQL."""
+    starts = [_midnight(today, n, zone) for n in range(1, days + 1)]  # today's midnight first
+    return case(*((column >= start, days - n) for n, start in enumerate(starts, 1)), else_=None)
+
+
+def _people_per_day(session: Session, today: date, zone: tzinfo) -> dict[str, dict[date, int]]:
+    """People who asked, and people who replied, per local day of the chart (a person asking twice a day is one)."""
+    number = _day_number(Event.created_at, today, zone, CHART_DAYS).label("day")
     rows = session.execute(
-        select(Event.kind, day, func.count(distinct(Event.contact_id)))
-        .where(Event.kind.in_(tuple(CHART_KINDS)), Event.created_at >= _midnight(today, CHART_DAYS))
-        .group_by(Event.kind, day)
+        select(Event.kind, number, func.count(distinct(Event.contact_id)))
+        .where(Event.kind.in_(tuple(CHART_KINDS)), Event.created_at >= _midnight(today, CHART_DAYS, zone))
+        .group_by(Event.kind, number)
     )
+    first = today - timedelta(days=CHART_DAYS - 1)
     result: dict[str, dict[date, int]] = {}
-    for kind, when, n in rows:
-        result.setdefault(CHART_KINDS[kind], {})[_as_date(when)] = n
+    for kind, n, people in rows:
+        if n is not None:
+            result.setdefault(CHART_KINDS[kind], {})[first + timedelta(days=int(n))] = people
     return result
 
 
@@ -271,11 +273,11 @@ class Overview:
     mailboxes: list[Mailbox]
 
 
-def overview(session: Session) -> Overview:
-    """The dashboard's numbers and lists."""
+def overview(session: Session, zone: tzinfo = UTC) -> Overview:
+    """The dashboard's numbers and lists; days in the viewer's `zone`."""
     requests = recent_requests(session)
     return Overview(
-        activity=activity(session), hot=hot_leads(session), requests=requests,
+        activity=activity(session, zone=zone), hot=hot_leads(session), requests=requests,
         people=contacts_by_id(session, {e.contact_id for e in requests if e.contact_id}),
         problems=problems(session), problem_count=problem_count(session),
         scheduled=scheduled(session), scheduled_count=scheduled_count(session),

@@ -7,6 +7,7 @@ messages, imports_views, mailboxes_views, settings_views); helpers that shape da
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request
 from flask_login import current_user
@@ -87,10 +88,27 @@ def safe_next(target: str) -> bool:
     return target.startswith("/admin") and "//" not in target and "\\" not in target
 
 
+def zone() -> ZoneInfo:
+    """The viewer's clock: their own timezone if they chose one, else the deployment's ADMIN_TIMEZONE."""
+    name = getattr(current_user, "timezone", None) or current_app.config["ADMIN_TIMEZONE"]
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+@bp.app_template_global("zone_name")
+def zone_name() -> str:
+    return zone().key
+
+
 @bp.app_template_filter("when")
 def when(value: datetime | None) -> str:
-    """Times are stored and shown in UTC, and say so."""
-    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "–"
+    """Times are stored in UTC and shown on the viewer's clock, with its abbreviation (CST, CEST, UTC)."""
+    if value is None:
+        return "–"
+    local = value.astimezone(zone())
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
 
 
 KIND_LABELS = {"magnet": "magnet", "followup": "follow-up", "test": "test"}
@@ -113,9 +131,11 @@ def ago(value: datetime | None) -> str:
 
 
 def _span(seconds: float) -> str:
-    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            n = int(seconds // size)
+    """Rounded to the nearest unit: a follow-up due in 3 days less the moment since it was planned is
+    "3 days", not "2 days"; 48 hours is "2 days"."""
+    for unit, size, slack in (("day", 86400, 60), ("h", 3600, 60), ("min", 60, 0)):
+        if seconds >= size - slack:
+            n = max(1, round(seconds / size))
             return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''}"
     return f"{int(seconds)} s"
 

@@ -8,7 +8,7 @@ from flask import current_app, flash, redirect, render_template, url_for
 
 from .. import mailcheck, outbound, queue, stats
 from ..extensions import db
-from . import bp, chart
+from . import bp, chart, zone
 from .mailboxes_views import health
 
 log = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 @bp.get("/")
 def dashboard():
-    data = stats.overview(db.session)
+    data = stats.overview(db.session, zone())
     boxes, others = health(db.session, current_app.config, data.mailboxes)
     return render_template(
         "admin/dashboard.html", o=data, funnel=data.activity.funnel(), windows=stats.WINDOWS,
