@@ -204,7 +204,7 @@ def import_yaml(session: Session, text: str, settings: dict, base: Path | None =
     entries = document.get("mailboxes") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise MailboxError("the mailbox file needs a top-level `mailboxes:` list")
-    parsed = [_entry(item, base or Path.cwd()) for item in entries]
+    parsed = [_entry(item, base or Path()) for item in entries]
     seen = [p["slug"] for p in parsed]
     if len(set(seen)) != len(seen):
         twice = sorted({s for s in seen if seen.count(s) > 1})

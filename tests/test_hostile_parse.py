@@ -131,7 +131,8 @@ def test_the_admin_shows_hostile_mail_in_about_the_time_of_a_plain_one(name: str
 
     plain = min(seconds(PLAIN) for _ in range(3))
     elapsed = seconds(CASES[name][0])
-    assert elapsed < max(50 * plain, 1.0), f"{name}: {elapsed:.2f}s against {plain * 1000:.1f}ms for a plain one"
+    # Generous: a loaded CI machine stalls a process for a second now and then; a backtracking case takes minutes.
+    assert elapsed < max(50 * plain, 3.0), f"{name}: {elapsed:.2f}s against {plain * 1000:.1f}ms for a plain one"
 
 
 def test_the_admin_says_when_it_shows_only_the_start_of_a_message():
