@@ -202,6 +202,10 @@ def load(instance_path: str) -> dict:
         "MAX_CONTENT_LENGTH": env_int("MAX_UPLOAD_MB", 20) * 1024 * 1024,
         "ASSET_MAX_BYTES": env_int("ASSET_MAX_MB", 10) * 1024 * 1024,
         "TRUSTED_PROXIES": env_int("TRUSTED_PROXIES", 0),
+        # /metrics: with a token, scrapers send `Authorization: Bearer <token>`; without one, loopback only.
+        "METRICS_TOKEN": env_secret("METRICS_TOKEN"),
+        # `json`: one JSON object per log line, for log shippers.
+        "LOG_FORMAT": env_choice("LOG_FORMAT", "text", ("text", "json")),
     }
 
 

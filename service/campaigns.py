@@ -434,6 +434,45 @@ def save(session: Session, entry: dict, campaign: Campaign | None = None) -> Cam
     return campaign
 
 
+SLUG_MAX = 80  # the form's limit
+_PROMISES_A_FILE = re.compile(r"\b(attach(?:ed|ment|ments|ing)?|enclosed|pdf)\b", re.IGNORECASE)
+
+
+def slugify(name: str) -> str:
+    """'Execution Success Roadmap!' → 'execution-success-roadmap': ASCII letters and digits, accents dropped."""
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+    return "-".join(re.findall(r"[a-z0-9]+", plain))[:SLUG_MAX].strip("-")
+
+
+def free_slug(session: Session, name: str) -> str:
+    """A slug for a new campaign called `name` that no campaign has: its slugify, else with -2, -3, …"""
+    base = slugify(name) or "campaign"
+    taken = set(session.scalars(select(Campaign.slug).where(Campaign.slug.startswith(base))))
+    slug, number = base, 1
+    while slug in taken:
+        number += 1
+        slug = f"{base[:SLUG_MAX - len(str(number)) - 1].rstrip('-')}-{number}"
+    return slug
+
+
+def promised_file(magnet: dict) -> str | None:
+    """The word by which the magnet's subject or text promises a file ("attached", "PDF"), if one does."""
+    for key in ("subject", "text", "html"):
+        found = _PROMISES_A_FILE.search(magnet.get(key) or "")
+        if found:
+            return found.group(0)
+    return None
+
+
+def save_warnings(entry: dict, has_files: bool) -> list[str]:
+    """What an admin confirms before an active campaign is saved: a magnet that promises a file it lacks."""
+    word = promised_file(entry.get("magnet") or {}) if entry.get("active") and not has_files else None
+    if word is None:
+        return []
+    return [f"The magnet says \u201c{word}\u201d but the campaign has no file: everyone who asks would get a mail "
+            "promising an attachment it does not carry. Attach the file, or save anyway."]
+
+
 def set_active(campaign: Campaign, active: bool) -> None:
     campaign.active = active
 
@@ -497,9 +536,12 @@ def plan_test(session: Session, campaign: Campaign, address: str, position: int 
     step = next((s for s in campaign.steps if s.position == position), None)
     if position is not None and step is None:
         raise CampaignError(f"{campaign.name} has no follow-up number {position}")
+    # The thread's subject, as enrollments gives it to a request with none of its own: follow-ups say "Re: …".
+    subject = outbound.thread_subject("", campaign.magnet_subject)
     row = outbound.plan(
         session, f"test:{campaign.id}:{uuid.uuid4().hex}", "test", contacts.normalise(address), domain,
-        step.subject if step else campaign.magnet_subject, campaign_id=campaign.id, step_position=position,
+        outbound.thread_subject(subject, step.subject) if step else subject, campaign_id=campaign.id,
+        step_position=position,
     )
     label = f"follow-up {position}" if step else "magnet"
     contacts.record(session, None, "test_planned", f"{campaign.name}: {label} to {row.to_address}", outbound_id=row.id)

@@ -6,6 +6,9 @@ The admin's read side (search, pages, timeline, "why") is `roster`.
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterable
+from types import MappingProxyType
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
@@ -23,6 +26,14 @@ from .models import (
 )
 
 TAG_LENGTH = 500
+COMPANY_LENGTH = 200
+# A field name is a Jinja attribute (contact.fields.NAME), so it must read as one in the sandbox.
+FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+FIELD_VALUE_LENGTH = 500
+FIELDS_MAX = 30
+# Templates see the fields as a read-only mapping: contact.fields.keys would be its method, never a field.
+RESERVED_FIELDS = frozenset(n for n in dir(MappingProxyType) if not n.startswith("_"))
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def normalise(address: str) -> str:
@@ -135,6 +146,79 @@ def add_tags(contact: Contact, text: str) -> None:
     merged = ",".join(normalise_tags(f"{contact.tags or ''},{text}"))
     if len(merged) <= TAG_LENGTH:
         contact.tags = merged
+
+
+def field_name(label: str) -> str:
+    """'Job Title' → 'job_title': the field a column header or a typed label names; raises ValueError."""
+    plain = unicodedata.normalize("NFKD", label.casefold()).encode("ascii", "ignore").decode()  # ß → ss, é → e
+    name = re.sub(r"[^a-z0-9]+", "_", plain).strip("_")
+    if not FIELD_NAME.fullmatch(name):
+        raise ValueError(f"{label[:60]!r} cannot name a field: a letter, then letters, digits or _, at most 40")
+    if name in RESERVED_FIELDS:
+        raise ValueError(f"{name!r} cannot name a field: templates read it as something else")
+    return name
+
+
+def clean_text(what: str, value: str | None, limit: int) -> str:
+    """A company or a field value as stored: trimmed, one line, no control characters; raises ValueError."""
+    value = (value or "").strip()
+    if len(value) > limit:
+        raise ValueError(f"the {what} is longer than {limit} characters")
+    odd = _CONTROL.search(value)
+    if odd:
+        raise ValueError(f"the {what} contains a control character (U+{ord(odd[0]):04X})")
+    return value
+
+
+def clean_fields(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Fields as stored, from (label, value) pairs: names made fit, values trimmed, empty ones left out;
+    raises ValueError naming the first that cannot be stored."""
+    cleaned: dict[str, str] = {}
+    for label, value in pairs:
+        name = field_name(label)
+        if name in cleaned:
+            raise ValueError(f"two fields are named {name!r}")
+        text = clean_text(f"value of {name}", value, FIELD_VALUE_LENGTH)
+        if text:
+            cleaned[name] = text
+    if len(cleaned) > FIELDS_MAX:
+        raise ValueError(f"a contact has at most {FIELDS_MAX} fields")
+    return cleaned
+
+
+def set_details(session: Session, contact: Contact, company: str, pairs: Iterable[tuple[str, str]]) -> None:
+    """Replace the contact's company and custom fields (an admin edited them); raises ValueError."""
+    contact.company = clean_text("company", company, COMPANY_LENGTH) or None
+    contact.fields = clean_fields(pairs)  # a new dict: an edit in place would not be saved
+    shown = ", ".join(contact.fields) or "no fields"
+    record(session, contact, "details_saved", f"company {contact.company or '(none)'}; {shown}")
+
+
+def complete(contact: Contact, company: str, fields: dict[str, str]) -> bool:
+    """What an import knows fills what the contact lacks, and overwrites nothing; True if anything was filled."""
+    filled = False
+    if company and not contact.company:
+        contact.company, filled = company, True
+    have = dict(contact.fields or {})
+    for name, value in fields.items():
+        if name not in have and len(have) < FIELDS_MAX:
+            have[name], filled = value, True
+    contact.fields = have
+    return filled
+
+
+def resubscribe(session: Session, address: str, why: str) -> list[str]:
+    """Mail the address again (an admin decided): its suppressions, and its plain form's, are lifted, and the
+    person's timeline says so; returns the reasons lifted. Sequences it stopped stay stopped."""
+    keys = list({address_hash(address), address_hash(base_address(address))})
+    held = list(session.scalars(select(Suppression).where(Suppression.address_hash.in_(keys))))
+    for row in held:
+        session.delete(row)
+    session.flush()
+    reasons = [row.reason for row in held]
+    if reasons:
+        record(session, find(session, address), "resubscribed", f"was {', '.join(reasons)}: {why}")
+    return reasons
 
 
 def mark_handled(session: Session, contact: Contact) -> bool:

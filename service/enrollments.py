@@ -2,21 +2,34 @@
 
 This module owns the sequence: the magnet that starts it, planning the next follow-up, resuming,
 skipping and going on, postponing for an out-of-office, cancelling, completing, the `steps_sent`
-count, and the verdict a send job asks for before it sends. The ledger itself is `outbound`.
+count, the verdict a send job asks for before it sends, and an admin putting people in a campaign by hand
+(`enrol`, at its magnet or at a chosen follow-up). The ledger itself is `outbound`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import contacts, outbound
 from .campaigns import next_open, parse_delay, zone
 from .contacts import record
-from .models import Campaign, Contact, Enrollment, InboundMessage, Outbound, Step, utcnow
+from .models import (
+    Campaign,
+    Contact,
+    Enrollment,
+    InboundMessage,
+    Outbound,
+    Step,
+    Suppression,
+    address_hash,
+    utcnow,
+)
 
 ACTIVE, PAUSED = "active", "paused"
 REPLIED, UNSUBSCRIBED, BOUNCED, COMPLETED = "replied", "unsubscribed", "bounced", "completed"
@@ -170,12 +183,58 @@ def plan_next(
         move(session, enrollment, COMPLETED, "all follow-ups sent")
         return None
     campaign = enrollment.campaign
-    due = next_open((after or previous.sent_at) + parse_delay(step.after), campaign.window, campaign.timezone)
+    due = due_after(campaign, step, after or previous.sent_at)
     return outbound.plan(
         session, f"step:{enrollment.id}:{step.position}", "followup", previous.to_address, domain,
         outbound.thread_subject(previous.subject, step.subject), parent=previous.message_id,
         chain=outbound.under(previous)[:-1], due_at=due, step_position=step.position, **_links(enrollment),
     )
+
+
+def due_after(campaign: Campaign, step: Step, previous: datetime) -> datetime:
+    """When a follow-up is due: its delay after the mail before it, then the first open moment of the window."""
+    return next_open(previous + parse_delay(step.after), campaign.window, campaign.timezone)
+
+
+@dataclass(frozen=True)
+class PlannedSend:
+    """One mail of a campaign's plan, in the campaign's timezone: `asked` is where its delay alone puts it,
+    `at` where the window moves it; `day` counts calendar days from the request (the magnet is day 0)."""
+
+    position: int  # 0: the magnet
+    after: str | None
+    asked: datetime
+    at: datetime
+    day: int
+
+    @property
+    def moved(self) -> bool:
+        return self.at != self.asked
+
+
+def plan_dates(campaign: Campaign, start: datetime, magnet_in_window: bool = False) -> list[PlannedSend]:
+    """When a request at `start` (aware) gets the magnet and each follow-up if nobody answers, by the
+    computation plan_next uses; each mail is taken to go when it is due (no pace or outage delays it).
+
+    `magnet_in_window` is the MAGNET_IN_WINDOW setting: the magnet then waits for the window too.
+    Raises CampaignError for a delay, window or timezone that does not parse.
+    """
+    tz, start = zone(campaign.timezone), start.astimezone(UTC)
+    first = next_open(start, campaign.window, campaign.timezone) if magnet_in_window else start
+    plan = [_planned(0, None, start, first, start, tz)]
+    for step in sorted(campaign.steps, key=lambda s: s.position):
+        # In UTC, as the ledger keeps sent_at: a local wall clock plus 3 days is off by an hour across DST.
+        previous = plan[-1].at.astimezone(UTC)
+        due = due_after(campaign, step, previous)
+        plan.append(_planned(step.position, step.after, previous + parse_delay(step.after), due, start, tz))
+    return plan
+
+
+def _planned(
+    position: int, after: str | None, asked: datetime, at: datetime, start: datetime, tz: tzinfo
+) -> PlannedSend:
+    local = at.astimezone(tz)
+    return PlannedSend(position, after, asked.astimezone(tz), local, (local.date() - start.astimezone(tz).date()).days)
 
 
 def _step(enrollment: Enrollment, position: int) -> Step | None:
@@ -224,6 +283,176 @@ def postpone(session: Session, contact: Contact, until: date) -> None:
         for row in outbound.pending_followups(session, enrollment.id):
             if row.due_at < back:
                 row.due_at = next_open(back, campaign.window, campaign.timezone)
+
+
+# --------------------------------------------------------------------------- an admin enrolling people
+
+# Why a person was not enrolled, as the confirmation and the report count them.
+SUPPRESSED, RECENT, ENROLLED = "suppressed", "recent", "enrolled"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What enrolling one person did: the first mail planned (to queue), or why they were skipped."""
+
+    contact_id: int
+    row: Outbound | None = None
+    skip: str | None = None  # SUPPRESSED, RECENT or ENROLLED
+    reason: str = ""
+
+
+def starts(campaign: Campaign) -> list[tuple[int | None, str]]:
+    """Where an admin may start someone in the campaign: its magnet (None), or one of its follow-ups."""
+    return [(None, "the magnet"), *((s.position, f"follow-up {s.position}: {s.subject}") for s in campaign.steps)]
+
+
+def check_start(campaign: Campaign, start_at: int | None) -> None:
+    """Raises EnrollmentError when the campaign has no such follow-up."""
+    if start_at is not None and _step_of(campaign, start_at) is None:
+        raise EnrollmentError(f"{campaign.name} has no follow-up {start_at}")
+
+
+def refusals(session: Session, people: list, campaign: Campaign, settings: dict) -> dict[int, Outcome]:
+    """Who of `people` (contacts, or rows with an id and an email) may not be enrolled in `campaign` now, and
+    why, by contact id: suppressed, a magnet inside the repeat limit, or in the campaign already. A few
+    queries for the whole batch."""
+    days = settings["MAGNET_REPEAT_DAYS"]
+    checks = (
+        (SUPPRESSED, _suppressed(session, people)),
+        (ENROLLED, _enrolled(session, people, campaign)),
+        (RECENT, _mailed_since(session, people, utcnow() - timedelta(days=days))),
+    )
+    found: dict[int, Outcome] = {}
+    for skip, reasons in checks:
+        for contact_id, reason in reasons.items():
+            found.setdefault(contact_id, Outcome(contact_id, skip=skip, reason=reason))
+    return found
+
+
+def _enrolled(session: Session, people: list, campaign: Campaign) -> dict[int, str]:
+    rows = session.execute(select(Enrollment.contact_id, Enrollment.state).where(
+        Enrollment.campaign_id == campaign.id, Enrollment.contact_id.in_([p.id for p in people])))
+    return {contact_id: f"already in {campaign.name} ({state})" for contact_id, state in rows}
+
+
+def _suppressed(session: Session, people: list) -> dict[int, str]:
+    """The send job refuses an address, or its plain form, on the suppression list: so do we, up front."""
+    keys = {p.id: {address_hash(p.email), address_hash(contacts.base_address(p.email))} for p in people}
+    wanted = set().union(*keys.values()) if keys else set()
+    held = dict(session.execute(
+        select(Suppression.address_hash, Suppression.reason).where(Suppression.address_hash.in_(wanted))).all())
+    return {contact_id: f"suppressed ({', '.join(sorted({held[k] for k in mine if k in held}))})"
+            for contact_id, mine in keys.items() if mine & held.keys()}
+
+
+def _mailed_since(session: Session, people: list, since: datetime) -> dict[int, str]:
+    """A magnet sent (or on its way) since `since`: the repeat limit, as `outbound.recent_magnet` applies it."""
+    rows = session.execute(
+        select(Outbound.contact_id, func.max(Outbound.created_at))
+        .where(Outbound.contact_id.in_([p.id for p in people]), Outbound.kind == "magnet",
+               Outbound.state.in_((outbound.PENDING, outbound.SENDING, outbound.SENT, outbound.UNKNOWN)),
+               Outbound.created_at >= since)
+        .group_by(Outbound.contact_id))
+    return {person: f"a magnet went to them on {last:%Y-%m-%d}, inside the repeat limit" for person, last in rows}
+
+
+@dataclass
+class Tally:
+    """What enrolling a selection does: how many are mailed, how many skipped and why, and whom it skips first."""
+
+    mailed: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)  # SUPPRESSED, RECENT or ENROLLED → how many
+    examples: list[tuple[int, str, str]] = field(default_factory=list)  # (contact id, address, why)
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+    def add(self, person, refused: Outcome | None, shown: int) -> None:
+        if refused is None:
+            self.mailed += 1
+            return
+        self.skipped[refused.skip] = self.skipped.get(refused.skip, 0) + 1
+        if len(self.examples) < shown:
+            self.examples.append((person.id, person.email, refused.reason))
+
+
+def tally(
+    session: Session, batches: Iterable[list], campaign: Campaign, settings: dict, since: datetime | None = None,
+    shown: int = 50,
+) -> Tally:
+    """What enrolling everyone in `batches` (lists of anything with an id and an email) would do now; with
+    `since`, what a run that started then did: people who joined the campaign since count as mailed."""
+    result = Tally()
+    for people in batches:
+        ours = _joined_since(session, people, campaign, since) if since else set()
+        refused = refusals(session, people, campaign, settings)
+        for person in people:
+            result.add(person, None if person.id in ours else refused.get(person.id), shown)
+    return result
+
+
+def _joined_since(session: Session, people: list, campaign: Campaign, since: datetime) -> set[int]:
+    return set(session.scalars(select(Enrollment.contact_id).where(
+        Enrollment.campaign_id == campaign.id, Enrollment.contact_id.in_([p.id for p in people]),
+        Enrollment.created_at >= since)))
+
+
+def enrol(
+    session: Session, contact: Contact, campaign: Campaign, start_at: int | None, settings: dict,
+    who: str = "an admin",
+) -> Outcome:
+    """Put one person in a campaign at its magnet (`start_at` None) or at follow-up `start_at`, planning the
+    first mail through the ledger; suppressed people, people inside the repeat limit and people in the
+    campaign already are skipped with the reason. Raises EnrollmentError for a follow-up that does not exist."""
+    return enrol_many(session, [contact], campaign, start_at, settings, who)[0]
+
+
+def enrol_many(
+    session: Session, people: list[Contact], campaign: Campaign, start_at: int | None, settings: dict,
+    who: str = "an admin",
+) -> list[Outcome]:
+    """`enrol` for a batch, with one round of checks for all of it."""
+    check_start(campaign, start_at)
+    refused = refusals(session, people, campaign, settings)
+    return [refused.get(p.id) or _enrol_one(session, p, campaign, start_at, settings, who) for p in people]
+
+
+def _enrol_one(
+    session: Session, contact: Contact, campaign: Campaign, start_at: int | None, settings: dict, who: str,
+) -> Outcome:
+    try:
+        # Another request may enrol them meanwhile (a reload, the person's own request): the unique key says.
+        with session.begin_nested():
+            enrollment = Enrollment(contact_id=contact.id, campaign_id=campaign.id, state=ACTIVE)
+            session.add(enrollment)
+    except IntegrityError:
+        return Outcome(contact.id, skip=ENROLLED, reason=f"already in {campaign.name}")
+    row = _first_mail(session, enrollment, contact, campaign, start_at, settings["MAIL_DOMAIN"])
+    where = "the magnet" if start_at is None else f"follow-up {start_at}"
+    record(session, contact, "enrolled", f"{campaign.name}: by {who}, starting at {where}", outbound_id=row.id)
+    return Outcome(contact.id, row=row)
+
+
+def _first_mail(
+    session: Session, enrollment: Enrollment, contact: Contact, campaign: Campaign, start_at: int | None,
+    domain: str,
+) -> Outbound:
+    """The magnet, in a thread of its own (nobody asked in one); or follow-up `start_at`, keyed as the sequence
+    keys it, so that step can never be planned twice, and the sequence goes on from it."""
+    links = {"contact_id": contact.id, "enrollment_id": enrollment.id, "campaign_id": campaign.id}
+    if start_at is None:
+        return outbound.plan(session, f"enrol:{enrollment.id}", "magnet", contact.email, domain,
+                             campaign.magnet_subject, **links)
+    step = _step_of(campaign, start_at)
+    enrollment.steps_sent = start_at - 1  # the ones before are skipped: advance plans the next after this
+    due = next_open(utcnow(), campaign.window, campaign.timezone)
+    return outbound.plan(session, f"step:{enrollment.id}:{start_at}", "followup", contact.email, domain,
+                         step.subject, due_at=due, step_position=start_at, **links)
+
+
+def _step_of(campaign: Campaign, position: int) -> Step | None:
+    return next((s for s in campaign.steps if s.position == position), None)
 
 
 ADMIN_MOVES = {"pause": PAUSED, "resume": ACTIVE, "stop": HALTED}

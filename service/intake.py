@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from . import campaigns, contacts, enrollments, inbound, mailboxes, outbound, stats
 from .inbound import Classification, Identity, Parsed, classify, machine_address, parse
 from .mailer import unsubscribe_address
-from .models import Contact, Enrollment, Event, InboundMessage, Outbound, utcnow
+from .models import Contact, Enrollment, Event, InboundMessage, Outbound, Suppression, utcnow
 from .signing import read_unsubscribe_token, read_verp_token
 
 log = logging.getLogger(__name__)
@@ -294,7 +294,7 @@ def _request(
     if not to or campaign is None or forged:
         _review(message, forged or "request without a usable sender address or campaign")
         return []
-    if _suppressed_request(session, message, to):
+    if _suppressed_request(session, message, to, contact, again):
         return []
     held = None if again else (_redirected(parsed, settings) or _over_cap(session, parsed, to, settings))
     if held:
@@ -332,15 +332,48 @@ def _learn_addresses(session: Session, contact: Contact, parsed: Parsed, to: str
         contacts.add_address(session, contact, parsed.from_address, "from")
 
 
-def _suppressed_request(session: Session, message: InboundMessage, address: str) -> bool:
-    """Checked before any contact is created: an erased person must not come back by asking again."""
-    if not contacts.is_suppressed(session, address):
+# A suppression's reason, as Review says what the person asked after.
+_ASKED_AFTER = {"unsubscribed": "an unsubscribe", "erased": "an erase", "bounced": "their address bounced",
+                "complaint": "a spam complaint"}
+
+
+def _suppressed_request(
+    session: Session, message: InboundMessage, address: str, contact: Contact | None, again: bool,
+) -> bool:
+    """Checked before any contact is created: an erased or unsubscribed person must not come back by asking
+    again. Their request waits in Review, saying what the consultant may do; an admin who then says "a
+    request" (`again`) has decided, so the suppression is lifted and the request answered."""
+    addresses = list(dict.fromkeys([address, *([contact.email] if contact else [])]))
+    held = next(filter(None, (_suppression(session, a) for a in addresses)), None)
+    if held is None:
         return False
-    known = contacts.find(session, address)
-    message.contact_id = known.id if known else None
-    _note(message, "address is suppressed: nothing sent")
-    contacts.record(session, known, "request_ignored", "address is suppressed", inbound_id=message.id)
+    if again:
+        for each in addresses:
+            contacts.resubscribe(session, each, f"an admin answered their request (inbound #{message.id})")
+        _note(message, f"resubscribed by an admin (was: {held.reason}), so the request is answered")
+        return False
+    known = contact or contacts.find(session, address)
+    # No contact on the message: Review would show a known one as "asked again inside the repeat limit".
+    message.contact_id = None
+    _review(message, _asked_after(held, known is not None))
+    contacts.record(session, known, "request_ignored",
+                    f"asked again after {_ASKED_AFTER.get(held.reason, held.reason)}: waits in Review",
+                    inbound_id=message.id)
     return True
+
+
+def _suppression(session: Session, address: str) -> Suppression | None:
+    """Why the address, or its plain form (leo@ for leo+news@), may not be mailed, if it may not."""
+    return contacts.suppression(session, address) or contacts.suppression(session, contacts.base_address(address))
+
+
+def _asked_after(held: Suppression, known: bool) -> str:
+    """Review's reason for a suppressed person's request: what happened before, and what the consultant may do."""
+    why = f": {held.detail}" if held.detail and held.reason != "erased" else ""
+    made, kept = ("", "; their stopped sequences stay stopped") if known else (" and no contact was made", "")
+    return (f"asked again after {_ASKED_AFTER.get(held.reason, held.reason)} (on {held.created_at:%Y-%m-%d}{why}): "
+            f"nothing was sent{made}. You may send the magnet (“This is a request”, which resubscribes the "
+            f"address{kept}), or leave it (“Nothing to do”).")
 
 
 # --------------------------------------------------------------------------- people answering

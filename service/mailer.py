@@ -22,6 +22,7 @@ from email.utils import format_datetime, formataddr, parseaddr, unquote
 from email.utils import quote as escape_quoted
 from html import escape
 from pathlib import Path
+from types import MappingProxyType
 from urllib.parse import quote
 
 import idna
@@ -398,8 +399,13 @@ def context(contact: Contact, campaign: Campaign, settings: dict, magnet: bool =
     mode = campaigns.travels(campaign, settings) if magnet else None
     # Names come from mail: a NUL or a bidi override in one must not reach the body either.
     first_name, name = header_text(contact.first_name, NAME_MAX) or None, header_text(contact.name, NAME_MAX)
+    # Read-only, and only names the sandbox reads as attributes (contact.fields.NAME); a preview's
+    # sample contact was never stored, so it has none. Values are cleaned as names are.
+    fields = {key: header_text(str(value), 500) for key, value in (contact.fields or {}).items()
+              if isinstance(key, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,39}", key)}
     return {
-        "contact": {"first_name": first_name, "name": name, "email": contact.email},
+        "contact": {"first_name": first_name, "name": name, "email": contact.email,
+                    "company": header_text(contact.company, 200), "fields": MappingProxyType(fields)},
         "campaign": {"name": campaign.name, "slug": campaign.slug},
         "consultant": {"name": settings["CONSULTANT_NAME"], "company": settings["CONSULTANT_COMPANY"]},
         "magnet": {"attached": mode == campaigns.ATTACH, "linked": mode == campaigns.LINK},

@@ -60,6 +60,12 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     # Part of the session's user id: bumping it at sign-out voids every copy of the old cookie.
     session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Their own clock (an IANA name); None: the deployment's ADMIN_TIMEZONE.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # The local hour of their daily digest; None: no digest.
+    digest_hour: Mapped[int | None] = mapped_column(Integer)
+    # Where their campaign test sends go (remembered from the last one); None: their own address.
+    test_address: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     def get_id(self) -> str:
@@ -72,6 +78,9 @@ class Contact(db.Model):
     name: Mapped[str] = mapped_column(String(200), default="")
     domain: Mapped[str] = mapped_column(String(255), default="", index=True)
     tags: Mapped[str] = mapped_column(String(500), default="")
+    company: Mapped[str | None] = mapped_column(String(200))
+    # The consultant's own fields (name → text), for templates as contact.fields.NAME: see contacts.set_fields.
+    fields: Mapped[dict] = mapped_column(JSON, default=dict, server_default="{}")
     hot: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -11,18 +11,29 @@ from .models import User
 
 _hasher = PasswordHasher()
 MIN_PASSWORD = 10
+MAX_PASSWORD = 200  # what the sign-in form accepts: a longer one could never be used
 
 
 class UserError(ValueError):
-    """The user cannot be created as asked."""
+    """The user cannot be created or changed as asked."""
+
+
+class WrongPassword(UserError):
+    """The current password given does not match."""
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise UserError(f"the password must have at most {MAX_PASSWORD} characters")
 
 
 def create(session: Session, email: str, password: str) -> User:
     email = email.strip().lower()
     if "@" not in email:
         raise UserError(f"{email!r} is not an email address")
-    if len(password) < MIN_PASSWORD:
-        raise UserError(f"the password must have at least {MIN_PASSWORD} characters")
+    _check_password(password)
     if find(session, email):
         raise UserError(f"{email} already exists")
     user = User(email=email, password_hash=_hasher.hash(password))
@@ -61,3 +72,19 @@ def _dummy() -> str:
 def end_sessions(session: Session, user: User) -> None:
     """Sign-out everywhere: every cookie carrying the old session version stops working."""
     user.session_version += 1
+
+
+def set_password(session: Session, user: User, password: str) -> None:
+    """A new password; every session signed in before it ends, as at a sign-out."""
+    _check_password(password)
+    user.password_hash = _hasher.hash(password)
+    end_sessions(session, user)
+
+
+def change_password(session: Session, user: User, current: str, new: str) -> None:
+    """The signed-in user's own change, which needs the current password."""
+    try:
+        _hasher.verify(user.password_hash, current)
+    except (VerificationError, InvalidHashError) as exc:
+        raise WrongPassword("the current password is wrong") from exc
+    set_password(session, user, new)

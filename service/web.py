@@ -1,22 +1,38 @@
-"""Public routes: one-click unsubscribe (RFC 8058), the magnet's download links and the health check."""
+"""Public routes: one-click unsubscribe (RFC 8058), the magnet's download links, the health check and metrics."""
 
 from __future__ import annotations
 
 import io
 
-from flask import Blueprint, abort, current_app, jsonify, make_response, render_template, request, send_file
-from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from . import downloads, mailcheck, queue
+from . import downloads, mailcheck, metrics, queue
 from .campaigns import attachment_name
 from .enrollments import EnrollmentError
 from .extensions import csrf, db
 from .intake import unsubscribe
-from .models import Contact, MailboxState, utcnow
+from .models import Contact
 from .signing import read_unsubscribe_token
 
 bp = Blueprint("web", __name__)
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("admin.dashboard"))
 
 
 def _contact(token: str) -> Contact | None:
@@ -128,16 +144,18 @@ def _check_redis() -> str:
 
 
 def _poller() -> list[dict]:
+    """Each folder by mailbox slug: anyone may read this page, so no user, host or error text."""
     try:
-        states = db.session.scalars(select(MailboxState)).all()
-    except Exception:
+        return [p.as_json() for p in metrics.pollers(db.session, current_app.config)]
+    except SQLAlchemyError:
+        db.session.rollback()
         return []
-    return [
-        {
-            "mailbox": s.mailbox,
-            "last_poll_at": s.last_poll_at.isoformat() if s.last_poll_at else None,
-            "lag_seconds": round((utcnow() - s.last_poll_at).total_seconds()) if s.last_poll_at else None,
-            "last_error": s.last_error or None,
-        }
-        for s in states
-    ]
+
+
+@bp.get("/metrics")
+def metrics_page():
+    """Prometheus' scrape: with METRICS_TOKEN set it needs the token, without it only this machine may read it."""
+    refused = metrics.refusal(request, current_app.config["METRICS_TOKEN"])
+    if refused is not None:
+        return refused
+    return metrics.page(request, db.session, current_app.config)

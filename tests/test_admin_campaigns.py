@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import html
 import io
 import re
+from datetime import timedelta
 
+import pytest
 import yaml
 from sqlalchemy import func, select
 
-from service import campaigns
+from service import campaigns, contacts
 from service.extensions import db
-from service.models import Campaign, Contact, Outbound
+from service.models import Campaign, Contact, Outbound, User, utcnow
 from tests.conftest import PDF
 from tests.test_admin_support import post, receive, send_job, signed_in, text, token
 from tests.world import mail, parse, run_worker
@@ -95,7 +98,9 @@ def test_the_preview_renders_the_unsaved_form_for_a_sample_or_a_real_contact(wor
     assert frame.headers["Content-Security-Policy"].startswith("sandbox")
     assert frame.headers["X-Frame-Options"] == "SAMEORIGIN"
     page = text(frame)
-    assert "Hi Pat, here it is." in page and "Hi Pat, one?" in page and "Any questions?" in page
+    # The sample prospect is the one a test send is written for: "Hi Sample" in both.
+    assert "Hi Sample, here it is." in page and "Hi Sample, one?" in page
+    assert "Subject: Your Pipeline Checklist<" in page and page.count("Subject: Re: Your Pipeline Checklist<") == 2
     assert "You are getting this because you asked Ken Thoreson for the Pipeline Checklist." in page
     with world.app_context():
         from service import contacts
@@ -128,7 +133,10 @@ def test_the_saved_campaign_preview_is_a_sandboxed_frame_on_its_page(world):
 
 def test_send_a_test_queues_a_test_row_and_the_worker_mails_it_to_the_admin(world, redis_server, sink):
     campaign = _campaign(world, "execution-roadmap")
-    response = post(signed_in(world), f"/admin/campaigns/{campaign.id}/test", {"which": "2"}, follow_redirects=True)
+    client = signed_in(world)
+    assert 'value="alice@acumen.example"' in text(client.get(f"/admin/campaigns/{campaign.id}"))
+    response = post(client, f"/admin/campaigns/{campaign.id}/test", {"which": "2", "to": "alice@acumen.example"},
+                    follow_redirects=True)
     assert "A test of the saved follow-up 2 is on its way to alice@acumen.example" in text(response)
     with world.app_context():
         row = db.session.scalar(select(Outbound))
@@ -139,7 +147,8 @@ def test_send_a_test_queues_a_test_row_and_the_worker_mails_it_to_the_admin(worl
     run_worker(world)
     [sent] = sink.wait_for(1, timeout=10)
     assert sent.rcpt_tos == ["alice@acumen.example"]
-    assert parse(sent.data)["Subject"] == "[Test] One question for your forecast"
+    # Follow-ups answer the magnet's thread: the test says what a prospect's follow-up says.
+    assert parse(sent.data)["Subject"] == "[Test] Re: Your Execution Success Roadmap"
     with world.app_context():
         assert db.session.scalar(select(func.count(Contact.id))) == 0  # no contact row for the admin
 
@@ -288,3 +297,184 @@ def test_a_downloaded_attachment_name_is_quoted_in_the_header(world):
     header = signed_in(world).get("/admin/campaigns/{}/assets/{}".format(*ids)).headers["Content-Disposition"]
     assert header.startswith('attachment; filename="afilenameevil.html_.pdf"') and "filename*=UTF-8''a%3B" in header
     assert header.count(";") == 2  # the name's own ';' cannot start a parameter
+
+
+# --------------------------------------------------------------------------- editing that tells the truth
+
+
+def _subject_line(head: bytes) -> str:
+    """The Subject header exactly as it is on the wire, unfolded by hand (never the parsed view)."""
+    found = re.search(rb"^Subject:[ \t]?(.*?)\r\n(?![ \t])", head.split(b"\r\n\r\n", 1)[0] + b"\r\n", re.M | re.S)
+    return re.sub(rb"\r\n([ \t])", rb"\1", found.group(1)).decode()
+
+
+def _shown(frame: str, summary: str) -> list[str]:
+    """The blocks the preview shows under a summary ("Headers as sent", "Plain-text version"), one per mail."""
+    return [html.unescape(b) for b in re.findall(rf"{summary}</summary><pre>(.*?)</pre>", frame, re.S)]
+
+
+@pytest.mark.parametrize(("asked", "thread"), [
+    ("Roadmap please", ["Re: Roadmap please", "Re: Roadmap please"]),
+    ("", ["Your Execution Success Roadmap", "Re: Your Execution Success Roadmap"]),  # a request with no subject
+])
+def test_the_preview_shows_the_subject_a_real_follow_up_carries_on_the_wire(world, sink, asked, thread):
+    receive(world, mail(subject=asked))
+    run_worker(world)
+    sink.wait_for(1, timeout=10)
+    with world.app_context():  # follow-up 1's time comes now: the test waits for no clock
+        step = db.session.scalar(select(Outbound).where(Outbound.step_position == 1))
+        step.due_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    run_worker(world)
+    magnet, followup = [m.data for m in sink.wait_for(2, timeout=10)]
+    campaign = _campaign(world, "execution-roadmap")
+    frame = text(signed_in(world).get(f"/admin/campaigns/{campaign.id}/preview?contact=bob@prospect.example"))
+    shown = [_subject_line(h.encode()) for h in _shown(frame, "Headers as sent")]
+    assert shown[:2] == [_subject_line(magnet), _subject_line(followup)] == thread
+    assert "As Bob Prospect &lt;bob@prospect.example&gt; would get it." in frame and "Hi Bob," in frame
+
+
+def test_without_a_request_subject_the_follow_ups_answer_the_magnets_own(world):
+    client = signed_in(world)
+    frame = text(client.post("/admin/campaigns/preview", data={**FORM, "csrf_token": token(client)}))
+    assert [_subject_line(h.encode()) for h in _shown(frame, "Headers as sent")] == [
+        "Your Pipeline Checklist", "Re: Your Pipeline Checklist", "Re: Your Pipeline Checklist"]
+    frame = text(client.post("/admin/campaigns/preview", data={**FORM, "preview_subject": "checklist?",
+                                                              "csrf_token": token(client)}))
+    assert {_subject_line(h.encode()) for h in _shown(frame, "Headers as sent")} == {"Re: checklist?"}
+
+
+def test_the_contact_picker_finds_one_person_by_part_of_an_address_and_lists_several(world):
+    with world.app_context():
+        contacts.upsert(db.session, "dana@prospect.example", "Dana Dee")
+        contacts.upsert(db.session, "dan@prospect.example", "Dan Do")
+        db.session.commit()
+    client = signed_in(world)
+    one = text(client.post("/admin/campaigns/preview", data={**FORM, "preview_contact": "DANA@",
+                                                            "csrf_token": token(client)}))
+    assert "As Dana Dee &lt;dana@prospect.example&gt; would get it." in one and "Hi Dana, here it is." in one
+    several = text(client.post("/admin/campaigns/preview", data={**FORM, "preview_contact": "prospect.example",
+                                                                "csrf_token": token(client)}))
+    assert "2 contacts match “prospect.example”: dan@prospect.example, dana@prospect.example" in several
+    assert "Hi Sample, here it is." in several
+    none = text(client.post("/admin/campaigns/preview", data={**FORM, "preview_contact": "zoe@",
+                                                             "csrf_token": token(client)}))
+    assert "No contact matches “zoe@”" in none and "Hi Sample, here it is." in none
+    page = text(client.get("/admin/campaigns/new"))
+    assert 'list="contact-choices"' in page and '<option value="dana@prospect.example">' in page
+
+
+def test_a_test_goes_to_the_typed_address_as_the_preview_renders_it_and_the_address_is_remembered(world, sink):
+    campaign = _campaign(world, "execution-roadmap")
+    client = signed_in(world)
+    response = post(client, f"/admin/campaigns/{campaign.id}/test", {"which": "1", "to": " Ken.Tests@Acumen.example"},
+                    follow_redirects=True)
+    assert "on its way to ken.tests@acumen.example" in text(response)
+    run_worker(world)
+    [sent] = sink.wait_for(1, timeout=10)
+    assert sent.rcpt_tos == ["ken.tests@acumen.example"]
+    frame = text(client.get(f"/admin/campaigns/{campaign.id}/preview"))
+    previewed = _shown(frame, "Plain-text version")[1]
+    got = parse(sent.data)
+    sent_text = got.get_body(("plain",)).get_content().replace("\r\n", "\n")  # the wire's line ends
+    assert previewed.startswith("Hi Sample,") and sent_text == previewed
+    assert _subject_line(sent.data) == "[Test] " + _subject_line(_shown(frame, "Headers as sent")[1].encode())
+    assert 'value="ken.tests@acumen.example"' in text(client.get(f"/admin/campaigns/{campaign.id}"))
+    with world.app_context():
+        assert db.session.scalar(select(User.test_address)) == "ken.tests@acumen.example"
+
+
+def test_a_test_to_something_that_is_no_address_is_refused(world):
+    campaign = _campaign(world, "execution-roadmap")
+    response = post(signed_in(world), f"/admin/campaigns/{campaign.id}/test", {"which": "magnet", "to": "ken"},
+                    follow_redirects=True)
+    assert "No test sent: give one address" in text(response)
+    with world.app_context():
+        assert db.session.scalar(select(func.count(Outbound.id))) == 0
+
+
+def test_a_new_campaign_takes_its_pdf_in_the_same_post(world):
+    data = {**FORM, "magnet_text": "Hi, the checklist is attached.", "action": "save",
+            "files": (io.BytesIO(PDF), "checklist.pdf")}
+    response = post(signed_in(world), "/admin/campaigns/new", data, content_type="multipart/form-data",
+                    follow_redirects=True)
+    assert "Pipeline Checklist is saved and active. checklist.pdf attached." in text(response)
+    saved = _campaign(world, "pipeline-checklist")
+    assert [(a.filename, a.content_type, a.data) for a in saved.assets] == [("checklist.pdf", "application/pdf", PDF)]
+
+
+def test_a_refused_file_saves_nothing(world):
+    data = {**FORM, "action": "save", "files": (io.BytesIO(b""), "empty.pdf")}
+    response = post(signed_in(world), "/admin/campaigns/new", data, content_type="multipart/form-data")
+    assert response.status_code == 400 and "Not saved: empty.pdf is empty" in text(response)
+    assert _campaign(world, "pipeline-checklist") is None
+
+
+@pytest.mark.parametrize("words", ["The checklist is attached.", "See the attachment.", "Your PDF awaits."])
+def test_an_active_magnet_promising_a_file_it_lacks_is_saved_only_when_confirmed(world, words):
+    client = signed_in(world)
+    data = {**FORM, "magnet_text": f"Hi! {words}", "action": "save"}
+    asked = post(client, "/admin/campaigns/new", data)
+    page = text(asked)
+    assert asked.status_code == 200 and "Not saved yet: please confirm" in page and "has no file" in page
+    assert _campaign(world, "pipeline-checklist") is None
+    assert post(client, "/admin/campaigns/new", {**data, "save_anyway": "y"}).status_code == 302
+    assert _campaign(world, "pipeline-checklist").active
+
+
+def test_a_paused_or_file_carrying_magnet_needs_no_confirmation(world):
+    client = signed_in(world)
+    paused = {**FORM, "slug": "paused", "active": "", "magnet_text": "It is attached.", "action": "save"}
+    assert post(client, "/admin/campaigns/new", paused).status_code == 302
+    campaign = _campaign(world, "execution-roadmap")  # its text says "attached as a PDF", and it has the file
+    assert post(client, f"/admin/campaigns/{campaign.id}", {**FORM, "magnet_text": "attached", "action": "save"},
+                ).status_code == 302
+    with world.app_context():
+        campaigns.remove_asset(campaigns.by_slug(db.session, "execution-roadmap"), campaign.assets[0].id)
+        db.session.commit()
+    asked = post(client, f"/admin/campaigns/{campaign.id}", {**FORM, "magnet_text": "attached", "action": "save"})
+    assert "Not saved yet: please confirm" in text(asked)
+
+
+@pytest.mark.parametrize("window", ["mon-fri 09:00-09:00", "mon-fri 17:00-09:00"])
+def test_a_window_that_can_never_open_is_refused_even_with_save_anyway(world, window):
+    # Every window the format can spell names at least one day, so only an empty span never opens:
+    # that is no warning to wave through but an error.
+    data = {**FORM, "window": window, "save_anyway": "y", "action": "save"}
+    response = post(signed_in(world), "/admin/campaigns/new", data)
+    assert response.status_code == 400 and "closes before it opens" in text(response)
+    assert _campaign(world, "pipeline-checklist") is None
+
+
+def test_an_empty_slug_is_made_from_the_name_and_kept_unique(world):
+    client = signed_in(world)
+    for _ in range(2):
+        post(client, "/admin/campaigns/new", {**FORM, "slug": "", "name": "Crème Brûlée: 10 Tips!", "action": "save"})
+    with world.app_context():
+        slugs = set(db.session.scalars(select(Campaign.slug)))
+    assert slugs == {"execution-roadmap", "creme-brulee-10-tips", "creme-brulee-10-tips-2"}
+
+
+@pytest.mark.parametrize(("name", "slug"), [("Execution Success Roadmap", "execution-success-roadmap"),
+                                            ("  Q3 -- Pipeline / Review ", "q3-pipeline-review"),
+                                            ("日本語", ""), ("x" * 100, "x" * 80)])
+def test_slugify_keeps_ascii_letters_and_digits(name, slug):
+    assert campaigns.slugify(name) == slug
+
+
+def test_each_follow_up_shows_its_day_counted_from_the_request(world):
+    data = {**FORM, "window": "", "steps-0-after": "2d", "steps-1-after": "3d", "action": "add-step"}
+    page = text(post(signed_in(world), "/admin/campaigns/new", data))
+    assert re.search(r'id="step-1-day"><strong>Day 2</strong>', page)
+    assert re.search(r'id="step-2-day"><strong>Day 5</strong>', page)  # "after 3d" is day 5 here
+    assert re.search(r'id="step-3-day"><strong>Day 8</strong>', page)  # the added step waits 3d
+
+
+def test_the_preview_of_a_new_campaign_carries_the_files_chosen_for_it(world):
+    client = signed_in(world)
+    data = {**FORM, "csrf_token": token(client), "files": [(io.BytesIO(PDF), "checklist.pdf"),
+                                                           (io.BytesIO(b""), "empty.pdf")]}
+    frame = text(client.post("/admin/campaigns/preview", data=data, content_type="multipart/form-data"))
+    assert frame.count("Attached: Pipeline-Checklist.pdf") == 1  # the magnet only; follow-ups carry none
+    assert "Not attached: empty.pdf is empty." in frame
+    assert _campaign(world, "pipeline-checklist") is None

@@ -315,3 +315,34 @@ def test_erase_also_removes_mail_about_them_from_other_senders(world):
     with world.app_context():
         leftovers = db.session.scalars(select(InboundMessage.raw)).all()
         assert not any(b"bob@prospect.example" in raw for raw in leftovers)
+
+
+def test_resubscribe_asks_first_then_lifts_the_suppression_and_says_so_on_the_timeline(world):
+    receive(world, mail())
+    with world.app_context():
+        bob = contacts.find(db.session, "bob@prospect.example")
+        contacts.suppress(db.session, bob.email, "unsubscribed", "asked by email")
+        db.session.commit()
+        url = f"/admin/contacts/{bob.id}"
+    client = signed_in(world)
+    page = text(client.get(url))
+    assert "Resubscribe…" in page and "Enrol in" not in page  # no enrolling a suppressed person
+    asked = text(client.get(f"{url}/resubscribe"))
+    assert "Resubscribe bob@prospect.example?" in asked and "suppressed (unsubscribed)" in asked
+    with world.app_context():
+        assert contacts.is_suppressed(db.session, "bob@prospect.example")  # asking changes nothing
+    done = post(client, f"{url}/resubscribe", follow_redirects=True)
+    assert "bob@prospect.example is resubscribed." in text(done) and "Enrol in" in text(done)
+    with world.app_context():
+        assert not contacts.is_suppressed(db.session, "bob@prospect.example")
+        assert db.session.scalar(select(Event.detail).where(Event.kind == "resubscribed")) == (
+            "was unsubscribed: by alice@acumen.example")
+        assert db.session.scalar(select(Enrollment.state)) == "active"  # a sequence it never stopped is as it was
+
+
+def test_the_list_shows_the_company_beside_the_domain(world):
+    with world.app_context():
+        db.session.add(Contact(email="ann@acme.example", name="Ann", domain="acme.example", company="Acme Ltd"))
+        db.session.commit()
+    page = text(signed_in(world).get("/admin/contacts"))
+    assert '<td data-label="Company">Acme Ltd<br><span class="muted">acme.example</span></td>' in page

@@ -38,7 +38,7 @@ def test_the_columns_are_guessed_and_the_preview_says_what_would_happen(world):
     page = text(client.get(f"/admin/contacts/import/{token}"))
     chosen = {name: re.search(r'<option selected value="(\d*)"', options).group(1)
               for name, options in re.findall(r'<select id="(\w+)"[^>]*>(.*?)</select>', page, re.S)}
-    assert chosen == {"email": "1", "name": "0", "tags": "2"}
+    assert chosen == {"email": "1", "name": "0", "company": "", "tags": "2"}
     assert "6 data rows found" in page
     assert "rejected: no email address" not in page  # line 3 has a (bad) value
     assert "rejected: &#39;not an address&#39; is not an email address" in page
@@ -61,14 +61,16 @@ def test_an_import_creates_completes_and_reports_every_rejected_row(world):
         db.session.commit()
     client = signed_in(world)
     token = _upload(client, CSV)
-    started = post(client, f"/admin/contacts/import/{token}",
+    checked = post(client, f"/admin/contacts/import/{token}",
                    {"email": "1", "name": "0", "tags": "2", "tag_all": "Spring Fair", "action": "start"})
+    assert checked.headers["Location"].endswith(f"/import/{token}/check")
+    started = post(client, f"/admin/contacts/import/{token}/check")
     assert started.headers["Location"].endswith(f"/import/{token}/run")
     done = text(client.get(f"/admin/contacts/import/{token}/run"))
     assert "Imported people.csv" in done and 'http-equiv="refresh"' not in done
     counts = r"New contacts</dt><dd>2</dd>.*Known, completed</dt><dd>1</dd>.*Rejected</dt><dd>3</dd>"
     assert re.search(counts, done, re.S)
-    assert "duplicate of line 2" in done and "suppressed (unsubscribed): not added" in done
+    assert "duplicate of row 2" in done and "suppressed (unsubscribed): not added" in done
     with world.app_context():
         ann = contacts.find(db.session, "ann@one.example")
         assert (ann.name, ann.tags) == ("Ann Able", "vip,webinar,spring-fair")
@@ -76,7 +78,7 @@ def test_an_import_creates_completes_and_reports_every_rejected_row(world):
         assert contacts.find(db.session, "zed@two.example").name == "Zed"
         assert contacts.find(db.session, "carol@prospect.example") is None
     report = list(csv.reader(io.StringIO(text(client.get(f"/admin/contacts/import/{token}/rejected.csv")))))
-    assert report[0] == ["line", "reason", "Full Name", "E-Mail Address", "Groups"]
+    assert report[0] == ["row", "reason", "Full Name", "E-Mail Address", "Groups"]
     assert [r[0] for r in report[1:]] == ["3", "5", "6"]
 
 
@@ -86,6 +88,7 @@ def test_a_big_file_runs_in_batches_and_the_page_reloads_until_done(world, monke
     client = signed_in(world)
     token = _upload(client, body)
     post(client, f"/admin/contacts/import/{token}", {"email": "0", "name": "", "tags": "", "action": "start"})
+    post(client, f"/admin/contacts/import/{token}/check")
     progress = [text(client.get(f"/admin/contacts/import/{token}/run")) for _ in range(3)]
     assert ['http-equiv="refresh"' in p for p in progress] == [True, True, False]
     assert re.search(r"<progress[^>]*value=\"40\"", progress[0])
@@ -103,6 +106,8 @@ def test_an_erased_address_is_not_re_added_by_an_import(world):
         db.session.commit()
     token = _upload(client, "email\ngone@x.example\n")
     post(client, f"/admin/contacts/import/{token}", {"email": "0", "name": "", "tags": "", "action": "start"})
+    assert "suppressed (erased): not added" in text(client.get(f"/admin/contacts/import/{token}/check"))
+    post(client, f"/admin/contacts/import/{token}/check")
     assert "suppressed (erased): not added" in text(client.get(f"/admin/contacts/import/{token}/run"))
 
 
@@ -133,7 +138,9 @@ def test_formula_cells_are_prefixed_with_a_quote():
 
 
 def _start(client, token: str, mapping: dict) -> str:
+    """Check the whole file, confirm, and run the import; returns the report."""
     post(client, f"/admin/contacts/import/{token}", {**mapping, "tags": "", "action": "start"})
+    post(client, f"/admin/contacts/import/{token}/check")
     return text(client.get(f"/admin/contacts/import/{token}/run"))
 
 
@@ -201,3 +208,71 @@ def test_the_encoding_is_what_spreadsheets_write_when_the_file_reads_cleanly_in_
     german = "".join(f"p{i}@x.example,Jürgen Müller {i},tag\n" for i in range(20_000)).encode("cp1252")
     polish = "email,name\nm@x.pl,Zażółć Gęślą Jaźń\nk@x.pl,Łukasz Żółkiewski\n".encode("cp1250")
     assert [csvio.detect(d) for d in (german, polish, "é".encode())] == ["cp1252", "cp1250", "utf-8"]
+
+
+def test_the_whole_file_is_checked_first_and_every_reject_reported_with_its_row_before_anything_is_written(world):
+    rows = [f"p{n}@bulk.example" for n in range(2, 502)]  # spreadsheet rows 2 to 501
+    rows[3 - 2], rows[480 - 2] = "not-an-address", "p480@bulk..example"
+    client = signed_in(world)
+    token = _upload(client, "email\n" + "\n".join(rows) + "\n")
+    checked = post(client, f"/admin/contacts/import/{token}", {"email": "0", "name": "", "tags": "",
+                                                               "action": "start"})
+    assert checked.headers["Location"].endswith(f"/import/{token}/check")
+    page = text(client.get(f"/admin/contacts/import/{token}/check"))
+    assert re.search(r"New contacts</dt><dd>498</dd>.*Rejected</dt><dd>2</dd>", page, re.S)
+    rejects = re.findall(r'<td data-label="Row">(\d+)</td><td data-label="Why">([^<]+)</td>', page)
+    assert rejects == [("3", "&#39;not-an-address&#39; is not an email address"),
+                       ("480", "&#39;p480@bulk..example&#39; is not an email address")]
+    assert "Import 498 rows" in page
+    with world.app_context():
+        assert db.session.scalar(select(func.count(Contact.id))) == 0  # nothing until confirmed
+    assert client.get(f"/admin/contacts/import/{token}/run").headers["Location"].endswith(f"/import/{token}")
+    with world.app_context():
+        assert db.session.scalar(select(func.count(Contact.id))) == 0  # the run page does not start it either
+    post(client, f"/admin/contacts/import/{token}/check")
+    done = text(client.get(f"/admin/contacts/import/{token}/run"))
+    assert re.search(r"New contacts</dt><dd>498</dd>.*Rejected</dt><dd>2</dd>", done, re.S)
+    with world.app_context():
+        assert db.session.scalar(select(func.count(Contact.id))) == 498
+
+
+def test_a_malformed_address_is_rejected_never_mended(world):
+    client = signed_in(world)
+    body = "email\nbob@ example.com\n\"Bob <bob @example.com>\"\nbob@example.com.\nok@example.com\n"
+    token = _upload(client, body)
+    post(client, f"/admin/contacts/import/{token}", {"email": "0", "name": "", "tags": "", "action": "start"})
+    page = text(client.get(f"/admin/contacts/import/{token}/check"))
+    assert "&#39;bob@ example.com&#39; is not an email address: it has a space in it" in page
+    assert "&#39;Bob &lt;bob @example.com&gt;&#39; is not an email address: it has a space in it" in page
+    assert "&#39;bob@example.com.&#39; is not an email address" in page
+    post(client, f"/admin/contacts/import/{token}/check")
+    client.get(f"/admin/contacts/import/{token}/run")
+    with world.app_context():
+        assert list(db.session.scalars(select(Contact.email))) == ["ok@example.com"]
+
+
+def test_the_dry_run_says_exactly_what_it_changes(world):
+    client = signed_in(world)
+    body = ("email,name,tags\n"
+            "  Ann@One.EXAMPLE ,Ann, VIP; Webinar 2024\n"
+            "\"Zed Zulu <zed@two.example>\",,\n"
+            "same@three.example,Same,vip\n")
+    token = _upload(client, body)
+    post(client, f"/admin/contacts/import/{token}", {"email": "0", "name": "1", "tags": "2", "action": "start"})
+    page = text(client.get(f"/admin/contacts/import/{token}/check"))
+    assert re.search(r"Rows changed</dt><dd>2</dd>", page)
+    assert "email: trimmed, lower-cased: 1 row" in page and "name: taken from the address cell: 1 row" in page
+    report = list(csv.reader(io.StringIO(text(client.get(f"/admin/contacts/import/{token}/changes.csv")))))
+    assert report == [
+        ["row", "cell", "as written", "as imported", "how"],
+        ["2", "email", "  Ann@One.EXAMPLE ", "ann@one.example", "trimmed, lower-cased"],
+        ["2", "tags", " VIP; Webinar 2024", "vip, webinar-2024", "lower case, dashes for spaces, once each"],
+        ["3", "email", "Zed Zulu <zed@two.example>", "zed@two.example", "name and address split"],
+        ["3", "name", "Zed Zulu <zed@two.example>", "Zed Zulu", "taken from the address cell"],
+    ]
+    post(client, f"/admin/contacts/import/{token}/check")
+    client.get(f"/admin/contacts/import/{token}/run")
+    with world.app_context():
+        ann = contacts.find(db.session, "ann@one.example")
+        assert (ann.email, ann.tags) == ("ann@one.example", "vip,webinar-2024")
+        assert contacts.find(db.session, "same@three.example").tags == "vip"  # unchanged, so not reported

@@ -1,4 +1,4 @@
-"""The command-line contract: db upgrade, campaigns import/export, classify, create-admin."""
+"""The command-line contract: db upgrade, campaigns import/export, classify, create-admin, set-password."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service import ROOT
+from service import ROOT, create_app, users
+from service.extensions import db
 from tests.servers import postgres_available, postgres_database
+from tests.test_admin_support import ALICE, signed_in, token
 from tests.world import mail
 
 DEFAULT_YAML = ROOT / "service" / "assets" / "execution-roadmap.yaml"
@@ -106,6 +108,49 @@ def test_create_admin_reads_the_password_from_stdin(cli_env):
     assert again.returncode != 0 and "already exists" in again.stderr
     differ = flask(["create-admin", "bob@acumen.example"], cli_env, stdin="a long passphrase\nanother one here\n")
     assert differ.returncode != 0 and "differ" in differ.stderr
+
+
+def _sign_in(app, email: str, password: str) -> int:
+    client = app.test_client()
+    return client.post("/admin/login", data={"email": email, "password": password,
+                                             "csrf_token": token(client)}).status_code
+
+
+def test_set_password_from_stdin_replaces_the_password_and_signs_out_every_session(world, cli_env):
+    before = signed_in(world)
+    assert before.get("/admin/").status_code == 200
+    cli_env["DATABASE_URL"] = world.config["SQLALCHEMY_DATABASE_URI"]  # alice's database
+    new = "a brand new passphrase"
+    result = flask(["set-password", "Alice@Acumen.example"], cli_env, stdin=f"{new}\n{new}\n")
+    assert result.returncode == 0, result.stderr
+    assert "set the password of alice@acumen.example" in result.stdout
+    assert before.get("/admin/").headers["Location"].startswith("/admin/login")
+    assert _sign_in(world, ALICE[0], ALICE[1]) == 401
+    assert _sign_in(world, ALICE[0], new) == 302
+
+
+def test_set_password_refuses_an_unknown_admin_a_short_password_and_two_that_differ(cli_env):
+    _upgraded(cli_env)
+    flask(["create-admin", "alice@acumen.example"], cli_env, stdin="a long passphrase\n")
+    unknown = flask(["set-password", "nobody@acumen.example"], cli_env, stdin="a long passphrase\n")
+    assert unknown.returncode != 0 and "there is no admin nobody@acumen.example" in unknown.stderr
+    short = flask(["set-password", "alice@acumen.example"], cli_env, stdin="short\n")
+    assert short.returncode != 0 and "at least 10 characters" in short.stderr
+    differ = flask(["set-password", "alice@acumen.example"], cli_env, stdin="another passphrase\nand another\n")
+    assert differ.returncode != 0 and "differ" in differ.stderr
+    assert authenticates(cli_env, "alice@acumen.example", "a long passphrase")
+
+
+def authenticates(env: dict, email: str, password: str) -> bool:
+    """Whether the password signs the admin in, on the database a command process used."""
+    app = create_app({"SQLALCHEMY_DATABASE_URI": env["DATABASE_URL"], "INSTANCE_PATH": env["FT_INSTANCE"],
+                      "REDIS_URL": env["REDIS_URL"], "SECRET_KEY": "test-secret"})
+    with app.app_context():
+        try:
+            return users.authenticate(db.session, email, password) is not None
+        finally:
+            db.session.remove()
+            db.engine.dispose()
 
 
 def test_the_default_campaign_file_is_what_first_run_loads():

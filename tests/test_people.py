@@ -13,7 +13,7 @@ from sqlalchemy import select
 from service import contacts, intake
 from service.extensions import db
 from service.models import Contact, ContactAddress, Enrollment, Event, InboundMessage, Outbound, utcnow
-from tests.test_admin_support import inbound, receive
+from tests.test_admin_support import inbound, receive, review_card, signed_in, token
 from tests.world import mail, scalar
 
 LEO = "Leo Prospect <leo@prospect.example>"
@@ -269,7 +269,66 @@ def test_erasing_a_person_erases_every_address_they_used(world):
         assert contacts.is_suppressed(db.session, "leo@home.example")
         assert contacts.is_suppressed(db.session, "leo@work.example")
     again = receive(world, mail(sender="Leo <leo@home.example>"))
-    assert "address is suppressed: nothing sent" in inbound(world, again).reasons
+    message = inbound(world, again)
+    assert message.state == "review" and message.contact_id is None
+    assert message.reasons[-1].startswith(f"asked again after an erase (on {utcnow():%Y-%m-%d}): nothing was sent "
+                                          "and no contact was made. You may send the magnet")
+    assert scalar(world, "SELECT count(*) FROM contact") == 0
+    assert scalar(world, "SELECT count(*) FROM outbound") == 0
+    rows = _correct(world, again, "request", campaign_slug="execution-roadmap")  # the consultant: send it
+    assert len(rows) == 1 and _send_due(world) == rows
+    assert scalar(world, "SELECT email FROM contact") == "leo@home.example"
+
+
+# --------------------------------------------------------------------------- asking again after an unsubscribe
+
+
+def test_an_unsubscribed_person_asking_again_waits_in_review_saying_what_the_consultant_may_do(world):
+    _asked(world)
+    with world.app_context():
+        intake.unsubscribe(db.session, "leo@prospect.example", "one-click link")
+        db.session.commit()
+    again = receive(world, mail(sender=LEO))
+    message = inbound(world, again)
+    assert (message.kind, message.state) == ("request", "review")
+    assert message.reasons[-1] == (
+        f"asked again after an unsubscribe (on {utcnow():%Y-%m-%d}: one-click link): nothing was sent. You may send "
+        "the magnet (“This is a request”, which resubscribes the address; their stopped sequences stay stopped), "
+        "or leave it (“Nothing to do”).")
+    assert _events(world, "request_ignored") == ["asked again after an unsubscribe: waits in Review"]
+    assert scalar(world, "SELECT count(*) FROM outbound WHERE kind = 'magnet'") == 1
+    page = signed_in(world).get("/admin/review").get_data(as_text=True)
+    card = review_card(page, again)
+    assert "asked again after an unsubscribe" in card and "This is a request" in card and "Nothing to do" in card
+    assert "A magnet already went to them" not in card  # not the repeat limit: the unsubscribe
+
+
+def test_this_is_a_request_after_an_unsubscribe_resubscribes_and_sends_the_magnet_once(world):
+    _asked(world)
+    with world.app_context():
+        intake.unsubscribe(db.session, "leo@prospect.example", "one-click link")
+        db.session.commit()
+    again = receive(world, mail(sender=LEO))
+    rows = _correct(world, again, "request", campaign_slug="execution-roadmap")
+    assert len(rows) == 1 and _send_due(world) == rows
+    with world.app_context():
+        assert not contacts.is_suppressed(db.session, "leo@prospect.example")
+    assert _state(world) == "unsubscribed"  # the old sequence stays stopped: the magnet only
+    assert _events(world, "resubscribed") == [f"was unsubscribed: an admin answered their request (inbound #{again})"]
+    assert scalar(world, "SELECT count(*) FROM outbound WHERE kind = 'followup' AND state = 'pending'") == 0
+
+
+def test_leaving_it_keeps_the_address_suppressed(world):
+    with world.app_context():
+        gone = contacts.upsert(db.session, "leo@prospect.example", "Leo")
+        contacts.erase(db.session, gone)
+        db.session.commit()
+    again = receive(world, mail(sender=LEO))
+    client = signed_in(world)
+    client.post(f"/admin/inbound/{again}/dismiss", data={"csrf_token": token(client)})
+    assert inbound(world, again).state == "processed"
+    with world.app_context():
+        assert contacts.is_suppressed(db.session, "leo@prospect.example")
     assert scalar(world, "SELECT count(*) FROM contact") == 0
 
 

@@ -73,18 +73,38 @@ def test_healthz_says_when_redis_is_down(make_app):
     assert report.json["redis"].startswith("error")
 
 
-def test_healthz_reports_the_pollers_lag_and_last_error(app):
+def test_healthz_names_folders_by_mailbox_and_shows_no_user_host_or_error_text(make_app):
     from datetime import UTC, datetime, timedelta
 
+    from service.mailboxes import folder_key
     from service.models import MailboxState
 
+    app = make_app(IMAP_HOST="imap.acumen.example", IMAP_USERNAME="ken.private@acumen.example")
+    now = datetime.now(UTC)
+    refused = "LoginError: [AUTHENTICATIONFAILED] ken.private@acumen.example at imap.acumen.example"
     with app.app_context():
-        db.session.add(MailboxState(mailbox="imap://x@y/INBOX", last_poll_at=datetime.now(UTC) - timedelta(seconds=90),
-                                    last_error="TimeoutError: timed out"))
+        db.session.add_all([
+            MailboxState(mailbox=folder_key(app.config, "INBOX"), last_poll_at=now - timedelta(seconds=90),
+                         last_error=refused, last_error_at=now - timedelta(seconds=30)),
+            MailboxState(mailbox=folder_key(app.config, "Sent"), last_poll_at=now - timedelta(seconds=5),
+                         last_error="TimeoutError: imap.acumen.example timed out",
+                         last_error_at=now - timedelta(seconds=60)),
+            MailboxState(mailbox="imap://old.login@old-imap.example/INBOX", last_poll_at=now, last_error=refused),
+        ])
         db.session.commit()
-    [poller] = app.test_client().get("/healthz").json["poller"]
-    assert 89 <= poller["lag_seconds"] <= 100
-    assert poller["last_error"] == "TimeoutError: timed out"
+    response = app.test_client().get("/healthz")
+    inbox, sent, old = sorted(response.json["poller"], key=lambda p: (p["mailbox"], p["folder"]))
+    assert (inbox["mailbox"], inbox["folder"], inbox["failing"]) == ("default", "INBOX", True)
+    assert 89 <= inbox["lag_seconds"] <= 100 and inbox["last_poll_at"].startswith(str(now.year))
+    assert (sent["folder"], sent["failing"]) == ("Sent", False)  # a pass finished after its error
+    assert (old["mailbox"], old["folder"], old["failing"]) == ("unclaimed", "1", True)
+    for secret in ("ken.private", "imap.acumen.example", "old.login", "old-imap", "AUTHENTICATIONFAILED", "Error"):
+        assert secret not in response.get_data(as_text=True)
+
+
+def test_the_root_sends_people_to_the_admin(app):
+    response = app.test_client().get("/")
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/"
 
 
 def test_one_click_for_an_erased_person_still_answers_200(app):

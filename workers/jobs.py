@@ -9,9 +9,24 @@ import traceback
 from datetime import timedelta
 
 from flask import Flask, current_app
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
-from service import bounces, campaigns, contacts, create_app, enrollments, intake, mailboxes, outbound, queue, throttle
+from service import (
+    bounces,
+    campaigns,
+    contacts,
+    create_app,
+    digest,
+    enrollments,
+    intake,
+    journey,
+    mailboxes,
+    metrics,
+    outbound,
+    queue,
+    throttle,
+)
 from service.budget import BudgetExceeded, cpu_budget
 from service.extensions import db
 from service.mailer import SendError, Transport, compose, envelope_sender, to_bytes
@@ -52,6 +67,13 @@ def _waiting(message_id: int) -> InboundMessage | None:
 
 def process_inbound(message_id: int) -> str:
     """Classify a stored message and act on it; the third failure quarantines it."""
+    with journey(f"in#{message_id}"):
+        result = _process_message(message_id)
+        log.info("inbound: %s", result)
+        return result
+
+
+def _process_message(message_id: int) -> str:
     with _app().app_context():
         message = _waiting(message_id)
         if message is None:
@@ -59,6 +81,7 @@ def process_inbound(message_id: int) -> str:
         if message.attempts >= MAX_ATTEMPTS:  # earlier tries died with their worker (killed, out of memory)
             message.state, message.error = "quarantined", message.error or "the worker died while processing it"
             db.session.commit()
+            metrics.INBOUND.labels("quarantined").inc()
             log.error("inbound #%s quarantined: it never finished processing", message_id)
             return "quarantined"
         settings, limit = current_app.config, current_app.config["MAX_MESSAGE_MB"]
@@ -87,6 +110,7 @@ def process_inbound(message_id: int) -> str:
             db.session.rollback()
             _record_failure(message_id)
             raise
+        metrics.INBOUND.labels(message.kind or "unknown").inc()
         for row in rows:
             queue_send(row)
         return f"{message.kind}: {len(rows)} to send"
@@ -98,6 +122,7 @@ def _set_aside(message_id: int, why: str) -> str:
     message.state, message.error = "quarantined", why
     message.reasons = [*(message.reasons or []), why]
     db.session.commit()
+    metrics.INBOUND.labels("quarantined").inc()
     log.error("inbound #%s quarantined: %s", message_id, why)
     return "quarantined"
 
@@ -109,10 +134,21 @@ def _record_failure(message_id: int) -> None:
         message.state = "quarantined"
         log.error("inbound #%s quarantined after %s attempts", message_id, message.attempts)
     db.session.commit()
+    if message.state == "quarantined":
+        metrics.INBOUND.labels("quarantined").inc()
+    else:  # the job raises, and RQ runs it again (service.queue.queue_inbound)
+        metrics.RETRIES.labels("inbound").inc()
 
 
 def send(row_id: int) -> str:
     """Send one ledger row, exactly once: claim, ask for the verdict, act, record."""
+    with journey(f"out#{row_id}"):
+        result = _send_row(row_id)
+        log.info("send: %s", result)
+        return result
+
+
+def _send_row(row_id: int) -> str:
     with _app().app_context():
         session, settings = db.session, current_app.config
         row = _claim(session, row_id)
@@ -120,7 +156,7 @@ def send(row_id: int) -> str:
             return _not_claimed(row_id)
         found, campaign, sending = enrollments.verdict(session, row, settings), None, settings
         if found.action == enrollments.GO:
-            campaign = session.get(Campaign, row.campaign_id)
+            campaign = session.get(Campaign, row.campaign_id) if row.campaign_id else None  # a digest has none
             sending, found = _ready(session, row, campaign, settings, found)
         handler = {enrollments.CANCEL: _cancel, enrollments.SKIP: _skip, enrollments.WAIT: _wait}.get(found.action)
         if handler is not None:
@@ -161,6 +197,7 @@ def _cancel(session, row: Outbound, found: enrollments.Verdict, settings: dict) 
     outbound.cancel(row, found.reason)
     contacts.record(session, _contact(session, row), "send_cancelled", found.reason, outbound_id=row.id)
     session.commit()
+    metrics.SENDS.labels("cancelled").inc()
     return f"cancelled: {found.reason}"
 
 
@@ -169,6 +206,7 @@ def _skip(session, row: Outbound, found: enrollments.Verdict, settings: dict) ->
     nxt = enrollments.skip_and_go_on(session, row, found.reason, settings["MAIL_DOMAIN"])
     contacts.record(session, _contact(session, row), "send_skipped", found.reason, outbound_id=row.id)
     session.commit()
+    metrics.SENDS.labels("skipped").inc()
     log.error("ledger row #%s %s", row.id, found.reason)
     if nxt is not None:
         queue_send(nxt)
@@ -181,6 +219,7 @@ def _wait(session, row: Outbound, found: enrollments.Verdict, settings: dict) ->
     if found.reason.startswith("sending paused"):
         log.error("%s; ledger row #%s waits an hour", found.reason, row.id)
     session.commit()
+    metrics.SENDS.labels("deferred").inc()
     queue_send(row)
     return f"deferred: {row.note}"
 
@@ -224,14 +263,14 @@ def _not_claimed(row_id: int) -> str:
     return f"already {row.state if row else 'gone'}"
 
 
-def _deliver(session, row: Outbound, campaign: Campaign, settings: dict) -> str:
+def _deliver(session, row: Outbound, campaign: Campaign | None, settings: dict) -> str:
     contact = session.get(Contact, row.contact_id) if row.contact_id else None
-    step = next((s for s in campaign.steps if s.position == row.step_position), None)
     try:
-        raw = to_bytes(compose(row, contact, campaign, step, settings), settings)
+        raw = row.raw if row.kind == digest.KIND else _built(row, contact, campaign, settings)
     except Exception as exc:  # a template an admin broke: keep the row, show the error
         outbound.fail(row, f"could not build the message: {exc}")
         session.commit()
+        metrics.SENDS.labels("failed").inc()
         return "failed: template"
     row.raw = raw
     row_id, sender, recipient = row.id, envelope_sender(row, settings), row.to_address
@@ -239,7 +278,8 @@ def _deliver(session, row: Outbound, campaign: Campaign, settings: dict) -> str:
     session.commit()  # Message-ID and bytes are on record before SMTP sees anything
     session.close()  # and no transaction (no SQLite write lock) is held while SMTP talks
     try:
-        response = transport(settings).send(raw, sender, recipient, name)
+        with metrics.SEND_SECONDS.time():  # the SMTP conversation alone, accepted or refused
+            response = transport(settings).send(raw, sender, recipient, name)
     except SendError as exc:
         return _send_failed(session, row_id, exc, settings)
     row = session.get(Outbound, row_id)
@@ -248,10 +288,17 @@ def _deliver(session, row: Outbound, campaign: Campaign, settings: dict) -> str:
     contacts.record(session, contact, f"{row.kind}_sent", row.subject, outbound_id=row.id)
     nxt = enrollments.advance(session, row, settings["MAIL_DOMAIN"])
     session.commit()
-    copy_to_sent(settings, raw)
+    metrics.SENDS.labels("sent").inc()
+    if row.kind != digest.KIND:  # the consultant's Sent folder shows what prospects got, not our note to them
+        copy_to_sent(settings, raw)
     if nxt is not None:
         queue_send(nxt)
     return f"sent: {response}"
+
+
+def _built(row: Outbound, contact: Contact | None, campaign: Campaign, settings: dict) -> bytes:
+    step = next((s for s in campaign.steps if s.position == row.step_position), None)
+    return to_bytes(compose(row, contact, campaign, step, settings), settings)
 
 
 def _send_failed(session, row_id: int, exc: SendError, settings: dict) -> str:
@@ -271,9 +318,15 @@ def _send_failed(session, row_id: int, exc: SendError, settings: dict) -> str:
         gave_up = f"gave up after {row.attempts} tries: {exc}"
         contacts.record(session, contact, "send_failed", gave_up, outbound_id=row.id)
     session.commit()
+    metrics.SENDS.labels(_FAILED_OUTCOMES[row.state]).inc()
     if row.state == outbound.PENDING:
+        metrics.RETRIES.labels("send").inc()
         queue_send(row)
     return f"{row.state}: {exc}"
+
+
+# A refused or broken SMTP attempt, by what became of its row.
+_FAILED_OUTCOMES = {outbound.PENDING: "retry", outbound.UNKNOWN: "unknown", outbound.FAILED: "failed"}
 
 
 def _address_refused(session, row: Outbound, contact: Contact | None, reply: str) -> None:
@@ -294,7 +347,34 @@ def reconcile() -> str:
         for row in stuck:
             log.error("ledger row #%s was left mid-send; marked unknown", row.id)
         session.commit()
+        _count_catches(session, stuck)  # before the digest plans rows that never had a job
+        digest.plan_due(session, settings)  # once a day per admin who wants one; queued with the rest below
+        session.commit()
         due = outbound.due(session)
         waiting = session.scalars(db.select(InboundMessage.id).where(InboundMessage.state == "new")).all()
         queued = sum(queue_send(row) for row in due) + sum(queue_inbound(i) for i in waiting)
         return f"{len(stuck)} stuck, {queued} queued"
+
+
+def _count_catches(session, stuck: list[Outbound]) -> None:
+    """Count what only the database still knew of: rows left mid-send, and due work Redis had no job for."""
+    metrics.CATCHES.labels("stuck").inc(len(stuck))
+    held = _jobs_in_redis()
+    if held is None:  # Redis is down: nothing to compare with, and the queueing after this logs it
+        return
+    due = outbound.due(session)
+    waiting = session.scalars(select(InboundMessage.id).where(InboundMessage.state == "new")).all()
+    metrics.CATCHES.labels("send").inc(sum(f"out-{row.id}" not in held for row in due))
+    metrics.CATCHES.labels("inbound").inc(sum(f"in-{message_id}" not in held for message_id in waiting))
+
+
+def _jobs_in_redis() -> set[str] | None:
+    """Each row (`out-34`) and message (`in-12`) with a job waiting, scheduled or running, as service.queue
+    names its jobs; None when Redis cannot say."""
+    try:
+        q = queue.queue()
+        ids = [*q.job_ids, *q.scheduled_job_registry.get_job_ids(), *q.started_job_registry.get_job_ids(),
+               *q.deferred_job_registry.get_job_ids()]
+    except RedisError:
+        return None
+    return {"-".join(job_id.split("-")[:2]) for job_id in ids}

@@ -29,7 +29,7 @@ from imapclient.imapclient import SENT
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 
-from service import intake, mailboxes
+from service import intake, journey, mailboxes
 from service.extensions import db
 from service.mailboxes import MailboxError
 from service.models import InboundMessage, MailboxState, utcnow
@@ -81,7 +81,9 @@ def _store_batch(
             state.last_uid = max(state.last_uid, uid)
     db.session.commit()
     for message_id in stored:
-        queue_inbound(message_id)
+        with journey(f"in#{message_id}"):  # the first line of the message's journey
+            log.info("stored from %s (%s), queued", settings["MAILBOX"], role)
+            queue_inbound(message_id)
     return len(stored)
 
 

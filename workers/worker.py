@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
-from rq import SimpleWorker
+from rq import Queue, SimpleWorker
+from rq.job import Job
 
-from service import queue
+from service import journey, queue
 from service.extensions import db
 
 from .imap import close_sent_folders
@@ -24,6 +25,11 @@ class AppWorker(SimpleWorker):
     Jobs here are short and bounded by socket timeouts below the job timeout.
     """
 
+    def perform_job(self, job: Job, job_queue: Queue) -> bool:
+        # RQ's own lines about the job (its traceback, "Job OK") carry the message's id too.
+        with journey(_journey_of(job)):
+            return super().perform_job(job, job_queue)
+
     def run_maintenance_tasks(self):
         super().run_maintenance_tasks()
         _reconcile()
@@ -31,6 +37,14 @@ class AppWorker(SimpleWorker):
     def teardown(self):
         super().teardown()
         close_sent_folders()  # a clean LOGOUT, rather than the server timing out a vanished client
+
+
+def _journey_of(job: Job) -> str:
+    """`in-12` → `in#12`, `out-34-1767225600` → `out#34`: service.queue names each job after its message or
+    row, so the id is known without unpickling the job."""
+    kind, _, rest = job.id.partition("-")
+    number = rest.split("-")[0]
+    return f"{kind}#{number}" if kind in ("in", "out") and number.isdigit() else ""
 
 
 def _reconcile() -> None:

@@ -148,6 +148,7 @@ def nav_helpers() -> dict:
 from . import (  # noqa: E402  (views register themselves on `bp`)
     auth,
     campaigns_views,
+    clock_views,
     contacts_views,
     dashboard,
     imports_views,
@@ -158,6 +159,7 @@ from . import (  # noqa: E402  (views register themselves on `bp`)
 )
 
 __all__ = [
-    "auth", "bp", "campaigns_views", "contacts_views", "dashboard", "imports_views", "mailboxes_views", "messages",
+    "auth", "bp", "campaigns_views", "clock_views", "contacts_views", "dashboard", "imports_views", "mailboxes_views",
+    "messages",
     "review", "settings_views",
 ]

@@ -1,4 +1,4 @@
-"""Campaigns: list and order, edit with a live preview, attachments, test sends, YAML in and out."""
+"""Campaigns: list and order, edit with a live preview, the plan of dates, attachments, test sends, YAML."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
-from .. import campaigns, contacts, queue, stats
+from .. import campaigns, enrollments, queue, stats
 from ..extensions import db
-from ..models import Campaign
+from ..models import Campaign, utcnow
 from . import back, bp, confirm, forms, framed, preview
-from .forms import AssetForm, AssetNameForm, CampaignForm, TestSendForm, YamlImportForm
+from .forms import AssetForm, AssetNameForm, CampaignForm, PlanForm, TestSendForm, YamlImportForm
 
 NEW_CAMPAIGN = {
     "active": False, "timezone": "UTC", "window": "mon-fri 08:00-18:00", "steps": [],
@@ -57,7 +58,8 @@ def campaign_edit(campaign_id: int):
 
 
 def _edit(form: CampaignForm, campaign: Campaign | None):
-    """Save, or re-show the form with a step added, moved or removed (buttons need no JavaScript)."""
+    """Save (files chosen in the form too), re-show the form with what to confirm first, or with a step added,
+    moved or removed (buttons need no JavaScript)."""
     action = request.form.get("action", "save")
     if request.method == "POST" and action != "save":
         return _page(form.rearranged(action), campaign)
@@ -65,61 +67,103 @@ def _edit(form: CampaignForm, campaign: Campaign | None):
         if form.is_submitted():
             flash("Not saved: see the fields marked below.", "error")
         return _page(form, campaign, 400 if form.is_submitted() else 200)
+    entry, files = _entry(form, campaign), form.uploads()
+    has_files = bool(files) or bool(campaign and campaign.assets)
+    warnings = [] if form.save_anyway.data else campaigns.save_warnings(entry, has_files)
+    if warnings:  # nothing is saved until the admin says so
+        return _page(form, campaign, warnings=warnings)
     try:
-        saved = campaigns.save(db.session, form.entry(), campaign)
+        saved = campaigns.save(db.session, entry, campaign)
+        _attach(saved, files)
     except campaigns.CampaignError as exc:
         db.session.rollback()
         flash(f"Not saved: {exc}", "error")
         return _page(form, campaign and db.session.get(Campaign, campaign.id), 400)
     db.session.commit()
-    flash(f"{saved.name} is saved{' and active' if saved.active else ' (not active yet)'}.", "ok")
+    attached = f" {', '.join(a.filename for a in saved.assets)} attached." if files else ""
+    flash(f"{saved.name} is saved{' and active' if saved.active else ' (not active yet)'}.{attached}", "ok")
     return redirect(_here(saved))
 
 
-def _page(form: CampaignForm, campaign: Campaign | None, status: int = 200):
+def _entry(form: CampaignForm, campaign: Campaign | None) -> dict:
+    """The form as a campaign entry; a new campaign without a slug gets one from its name, shown if the form
+    comes back."""
+    entry = form.entry()
+    if not entry["slug"]:
+        entry["slug"] = campaign.slug if campaign else campaigns.free_slug(db.session, entry["name"])
+        form.slug.data = entry["slug"]
+    return entry
+
+
+def _attach(campaign: Campaign, files: list[FileStorage]) -> None:
+    limit = current_app.config["ASSET_MAX_BYTES"]
+    for upload in files:
+        campaigns.add_asset(db.session, campaign, upload.filename or "", upload.read(limit + 1), limit)
+
+
+def _page(form: CampaignForm, campaign: Campaign | None, status: int = 200, warnings: list[str] | None = None):
     extra = {}
     if campaign is not None:
-        test_form = TestSendForm()
-        steps = [(str(s.position), f"Follow-up {s.position}: {s.subject}") for s in campaign.steps]
-        test_form.which.choices = [("magnet", "The magnet"), *steps]
+        form.slug.description = "Kept once saved: exports and imports know the campaign by it."
         numbers = stats.campaign_stats(db.session, campaign)
         linked = campaigns.delivery(campaign, current_app.config)[1]
-        extra = {"numbers": numbers, "asset_form": AssetForm(), "test_form": test_form, "linked": bool(linked),
-                 "default_names": {a.id: campaigns.default_name(a) for a in campaign.assets}}
-    return render_template("admin/campaign_edit.html", form=form, campaign=campaign, people_note=stats.PEOPLE_NOTE,
-                           **extra), status
+        extra = {"numbers": numbers, "asset_form": AssetForm(), "test_form": _test_form(campaign),
+                 "linked": bool(linked), "default_names": {a.id: campaigns.default_name(a) for a in campaign.assets}}
+    page = render_template("admin/campaign_edit.html", form=form, campaign=campaign, people_note=stats.PEOPLE_NOTE,
+                           warnings=warnings or [], recent=preview.recent_addresses(db.session),
+                           days=preview.plan(form.entry(), utcnow(), current_app.config), **extra)
+    return page, status
+
+
+def _test_form(campaign: Campaign, formdata=None) -> TestSendForm:
+    """The test-send form, to the address this admin sent the last test to (else their own)."""
+    form = TestSendForm(formdata=formdata, to=current_user.test_address or current_user.email)
+    steps = [(str(s.position), f"Follow-up {s.position}: {s.subject}") for s in campaign.steps]
+    form.which.choices = [("magnet", "The magnet"), *steps]
+    return form
 
 
 @bp.route("/campaigns/preview", methods=["POST"], endpoint="campaign_preview_new")
 @bp.route("/campaigns/<int:campaign_id>/preview", methods=["GET", "POST"])
 def campaign_preview(campaign_id: int | None = None):
-    """The whole sequence rendered for a sample or a real contact, shown in the edit page's sandboxed frame."""
+    """The whole sequence, as the bytes that go out, for the sample prospect or a contact, shown in the edit
+    page's sandboxed frame."""
     campaign = _campaign(campaign_id) if campaign_id else None
     data = forms.campaign_data(campaign) if campaign else NEW_CAMPAIGN
     form = CampaignForm() if request.method == "POST" else CampaignForm(formdata=None, data=data)
-    asked = (form.preview_contact.data or request.args.get("contact", "")).strip()
-    contact = contacts.find(db.session, asked) if asked else None
-    mails = preview.sequence(form.entry(), contact or preview.sample_contact(), current_app.config)
-    page = render_template("admin/preview_frame.html", mails=mails, contact=contact, asked=asked,
-                           assets=[campaigns.attachment_name(a) for a in campaign.assets] if campaign else [],
-                           delivery=form.delivery.data or campaigns.ATTACH)
-    return framed(make_response(page))
+    if request.method == "GET":
+        form.preview_contact.data = request.args.get("contact", "")
+    shown = preview.frame(db.session, form, campaign, current_app.config)
+    return framed(make_response(render_template("admin/preview_frame.html", frame=shown, campaign=campaign)))
+
+
+@bp.get("/campaigns/<int:campaign_id>/plan")
+def campaign_plan(campaign_id: int):
+    """When each mail of the saved campaign goes for a request now, or at a moment the admin picks."""
+    campaign, form = _campaign(campaign_id), PlanForm(request.args)
+    start = ((form.moment(campaign.timezone) if form.validate() else None) or utcnow()).astimezone(
+        campaigns.zone(campaign.timezone))
+    plan = enrollments.plan_dates(campaign, start, current_app.config["MAGNET_IN_WINDOW"])
+    form.start.data = form.start.data or start.replace(tzinfo=None)
+    return render_template("admin/campaign_plan.html", campaign=campaign, form=form, plan=plan, start=start,
+                           local_time=preview.local_time, steps={s.position: s for s in campaign.steps})
 
 
 @bp.post("/campaigns/<int:campaign_id>/test")
 def campaign_test(campaign_id: int):
-    campaign, which = _campaign(campaign_id), request.form.get("which", "magnet")
-    position = int(which) if which.isdigit() else None
-    try:
-        row = campaigns.plan_test(db.session, campaign, current_user.email, position, current_app.config["MAIL_DOMAIN"])
-    except campaigns.CampaignError as exc:
-        db.session.rollback()
-        flash(f"No test sent: {exc}.", "error")
+    campaign = _campaign(campaign_id)
+    form = _test_form(campaign, request.form)
+    if not form.validate_on_submit():
+        flash(f"No test sent: {'; '.join(form.to.errors + form.which.errors) or 'the form expired, try again'}.",
+              "error")
         return redirect(_here(campaign))
+    position = int(form.which.data) if form.which.data.isdigit() else None
+    row = campaigns.plan_test(db.session, campaign, form.to.data, position, current_app.config["MAIL_DOMAIN"])
+    current_user.test_address = row.to_address  # remembered for this admin's next test
     db.session.commit()
     queue.queue_send(row)
-    flash(f"A test of the saved {'follow-up ' + which if position else 'magnet'} is on its way to {row.to_address}.",
-          "ok")
+    which = f"follow-up {position}" if position else "magnet"
+    flash(f"A test of the saved {which} is on its way to {row.to_address}.", "ok")
     return redirect(_here(campaign))
 
 

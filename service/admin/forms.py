@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from email.utils import quote
 from zoneinfo import available_timezones
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileAllowed, FileField, FileRequired, MultipleFileField
+from werkzeug.datastructures import FileStorage
 from wtforms import (
     BooleanField,
+    DateTimeLocalField,
     EmailField,
     FieldList,
     Form,
@@ -103,8 +106,9 @@ DELIVERIES = (
 
 class CampaignForm(FlaskForm):
     slug = StringField("Slug (stable id, used in exports)", [
-        DataRequired(), Length(max=80), Regexp(r"^[a-z0-9][a-z0-9-]*$", message="lower-case letters, digits, dashes"),
-    ])
+        Optional(), Length(max=campaigns.SLUG_MAX),
+        Regexp(r"^[a-z0-9][a-z0-9-]*$", message="lower-case letters, digits, dashes"),
+    ], description="Empty: made from the name.")
     name = StringField("Name", [DataRequired(), Length(max=200)])
     active = BooleanField("Active: answer requests for it now")
     mailbox = SelectField("Mailbox", [_known_mailbox], default=mailboxes.DEFAULT, validate_choice=False,
@@ -126,8 +130,14 @@ class CampaignForm(FlaskForm):
                          description="Follow-ups wait for it, e.g. mon-fri 08:00-18:00.")
     timezone = SelectField("Timezone of the window", default="UTC")
     steps = FieldList(FormField(StepForm), min_entries=0)
-    preview_contact = StringField("Preview for contact (address; empty: a sample contact)",
-                                  [Optional(), Length(max=320)])
+    preview_contact = StringField("Preview for contact", [Optional(), Length(max=320)],
+                                  description="An address, or part of one or of a name; empty: the sample prospect.")
+    preview_subject = StringField("As a reply to a request with the subject", [Optional(), Length(max=300)],
+                                  description="Empty: the contact's own request, else one with no subject.")
+    # Files for the magnet in the same POST as a new campaign (an edited one has its own Attach form).
+    files = MultipleFileField("Files to attach to the magnet")
+    # Ticked by the "Save anyway" button, after the page showed what looked wrong.
+    save_anyway = BooleanField("Save anyway")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -154,7 +164,7 @@ class CampaignForm(FlaskForm):
 
     def rearranged(self, action: str) -> CampaignForm:
         """A copy with a step added, moved or removed (the buttons of the step list); nothing is saved."""
-        data = {k: v for k, v in self.data.items() if k != "csrf_token"}
+        data = {k: v for k, v in self.data.items() if k not in ("csrf_token", "files", "save_anyway")}
         steps = list(data["steps"])
         verb, _, number = action.partition("-")
         index = int(number) if number.isdigit() else -1
@@ -166,6 +176,10 @@ class CampaignForm(FlaskForm):
             there = max(0, min(len(steps) - 1, index + (-1 if verb == "up" else 1)))
             steps.insert(there, steps.pop(index))
         return CampaignForm(formdata=None, data={**data, "steps": steps})
+
+    def uploads(self) -> list[FileStorage]:
+        """The files chosen in this POST (a form sent without multipart carries only their names)."""
+        return [f for f in self.files.data or [] if isinstance(f, FileStorage) and f.filename]
 
 
 def campaign_data(campaign: Campaign) -> dict:
@@ -184,12 +198,12 @@ def campaign_data(campaign: Campaign) -> dict:
     }
 
 
-_ZONES: list[tuple[str, str]] = []
+_ZONES: list[SelectChoice] = []
 
 
-def _zones() -> list[tuple[str, str]]:
+def _zones() -> list[SelectChoice]:
     if not _ZONES:
-        _ZONES.extend((z, z) for z in sorted(available_timezones()))
+        _ZONES.extend(SelectChoice(z, z) for z in sorted(available_timezones()))
     return _ZONES
 
 
@@ -203,6 +217,24 @@ class AssetNameForm(FlaskForm):
 
 class TestSendForm(FlaskForm):
     which = SelectField("Message", default="magnet")
+    # admin@localhost (the first run's login) is a fine place for a test: no dot required after the @.
+    to = EmailField("Send it to", [DataRequired(), Length(max=320), Regexp(r"^[^@\s]+@[^@\s]+$",
+                                   message="give one address, like you@example.com")],
+                    filters=[lambda value: value.strip() if isinstance(value, str) else value],
+                    description="Any address; the next test goes to the same one.")
+
+
+class PlanForm(FlaskForm):
+    """The moment a sample request arrives, on the campaign's clock (a GET form: it changes nothing)."""
+
+    class Meta:
+        csrf = False
+
+    start = DateTimeLocalField("A request arriving at", [Optional()], format="%Y-%m-%dT%H:%M")
+
+    def moment(self, timezone: str) -> datetime | None:
+        """The chosen moment, aware, on the campaign's clock; None when none was chosen."""
+        return self.start.data.replace(tzinfo=campaigns.zone(timezone)) if self.start.data else None
 
 
 class YamlImportForm(FlaskForm):
@@ -353,3 +385,48 @@ def _sender(name: str, address: str) -> str:
     if not name:
         return address
     return f'"{quote(name)}" <{address}>' if re.search(r'[()<>@,;:\\".\[\]]', name) else f"{name} <{address}>"
+
+
+class ClockForm(FlaskForm):
+    """The signed-in admin's own clock and daily digest."""
+
+    timezone = SelectField("Your timezone", validators=[DataRequired()])
+    digest = BooleanField("Send me a daily digest")
+    digest_hour = SelectField("At", coerce=int, choices=[SelectChoice(h, f"{h:02d}:00") for h in range(24)], default=8)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timezone.choices = _zones()
+
+
+class ImportMappingForm(MappingForm):
+    """MappingForm's columns and the company's; the columns kept as custom fields are ticked boxes beside it
+    (csvio.read_mapping reads them, and ignores any that is no such column)."""
+
+    company = SelectField("Company column")
+
+    def set_columns(self, headers: list[str]) -> None:
+        super().set_columns(headers)
+        self.company.choices = list(self.name.choices)
+
+
+class FieldEntryForm(Form):
+    """One custom field on the contact page (a sub-form: the details form carries the CSRF token)."""
+
+    name = StringField("Field name", [Optional(), Length(max=60)])
+    value = StringField("Value", [Optional(), Length(max=500)])
+
+
+class ContactDetailsForm(FlaskForm):
+    company = StringField("Company", [Optional(), Length(max=200)])
+    custom = FieldList(FormField(FieldEntryForm), min_entries=0, max_entries=40)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The fields as typed, (name, value); a row without a name is no field."""
+        return [(e["name"].strip(), e["value"]) for e in self.custom.data if (e["name"] or "").strip()]
+
+
+def details_data(company: str | None, fields: dict, blank: int = 3) -> dict:
+    """A contact's company and fields as the details form's data, with `blank` empty rows to add fields in."""
+    rows = [{"name": name, "value": value} for name, value in fields.items()]
+    return {"company": company or "", "custom": rows + [{"name": "", "value": ""}] * blank}

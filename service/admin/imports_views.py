@@ -1,4 +1,5 @@
-"""CSV import of contacts: upload → mapping and preview → batches with progress → report."""
+"""CSV import of contacts: upload → mapping and preview → dry run of the whole file → batches with progress
+→ report."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from flask import Response, abort, current_app, flash, redirect, render_template
 
 from ..extensions import db
 from . import bp, csvio
-from .forms import CsvUploadForm, MappingForm
+from .forms import CsvUploadForm, ImportMappingForm
 
 
 def _where() -> Path:
@@ -40,17 +41,32 @@ def import_mapping(token: str):
         return redirect(url_for("admin.import_run", token=token))
     if request.method == "POST" and request.form.get("action") == "encoding":
         return _recode(state, request.form.get("encoding", ""))
-    form = MappingForm(data={k: "" if v is None else str(v) for k, v in state.mapping.items()})
+    form = ImportMappingForm(data={k: "" if v is None else str(v) for k, v in state.mapping.items() if k != "fields"})
     form.set_columns(state.headers)
+    ticked = request.form.getlist("custom") if request.method == "POST" else [
+        str(i) for i, _ in state.mapping.get("fields") or []]
     # A hostile value is "not mapped" here; the form's own validation then refuses it with a message.
-    picked = ((f, str(getattr(form, f).data or "")) for f in ("email", "name", "tags"))
-    mapping = {k: int(v) if v.isdigit() else None for k, v in picked}
+    mapping = csvio.read_mapping(state.headers, {f: str(getattr(form, f).data or "") for f in csvio.MAPPED}, ticked)
     if form.validate_on_submit() and request.form.get("action") == "start":
-        csvio.save(_where(), csvio.start(_where(), state, mapping, form.tag_all.data or ""))
+        csvio.save(_where(), csvio.dry_run(db.session, _where(), state, mapping, form.tag_all.data or ""))
+        db.session.rollback()  # the dry run only read
+        return redirect(url_for("admin.import_check", token=token))
+    return render_template("admin/import_mapping.html", form=form, state=state, encodings=csvio.encodings(state),
+                           rows=csvio.preview(_where(), state, mapping), mapping=mapping,
+                           fieldable=csvio.field_columns(state.headers, mapping)[0])
+
+
+@bp.route("/contacts/import/<token>/check", methods=["GET", "POST"])
+def import_check(token: str):
+    """The dry run's report: every reject and every change, before anything is written; a POST confirms it."""
+    state = _state(token)
+    if state.started or not state.checked:
+        return redirect(url_for("admin.import_run" if state.started else "admin.import_mapping", token=token))
+    if request.method == "POST":  # CSRF is checked app-wide
+        csvio.save(_where(), csvio.confirm(state))
         return redirect(url_for("admin.import_run", token=token))
-    rows = csvio.preview(_where(), state, mapping)
-    return render_template("admin/import_mapping.html", form=form, state=state, rows=rows,
-                           encodings=csvio.encodings(state))
+    return render_template("admin/import_check.html", state=state, rejected=csvio.rejected(_where(), state),
+                           changes=csvio.changes(_where(), state), shown=csvio.SHOWN)
 
 
 def _recode(state: csvio.ImportState, encoding: str):
@@ -86,3 +102,10 @@ def import_rejected(token: str):
     state = _state(token)
     headers = {"Content-Disposition": f"attachment; filename=rejected-{token[:8]}.csv"}
     return Response(csvio.rejected_csv(_where(), state), mimetype="text/csv", headers=headers)
+
+
+@bp.get("/contacts/import/<token>/changes.csv")
+def import_changes(token: str):
+    state = _state(token)
+    headers = {"Content-Disposition": f"attachment; filename=changes-{token[:8]}.csv"}
+    return Response(csvio.changes_csv(_where(), state), mimetype="text/csv", headers=headers)
