@@ -16,11 +16,13 @@ from flask_migrate import upgrade
 
 from service import ROOT, create_app
 from service.extensions import db
+from tests.oauth_standin import OAuthStandin
 from tests.servers import Dovecot, RedisServer, SmtpSink, postgres_available, postgres_database
 
 DEFAULT_YAML = ROOT / "service" / "assets" / "execution-roadmap.yaml"
 PDF = (ROOT / "service" / "assets" / "roadmap.pdf").read_bytes()
 SHARED = ROOT.parent / "shared"
+OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET = "ft-client", "ft-secret"  # the operator's app at the stand-in
 
 
 def pytest_report_header(config) -> str:
@@ -55,6 +57,38 @@ def dovecot():
 @pytest.fixture(scope="session")
 def sink():
     server = SmtpSink().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def oauth_standin():
+    """The local stand-in for Google's and Microsoft's token, authorize and introspection endpoints."""
+    server = OAuthStandin(OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def standin(oauth_standin):
+    """The stand-in with its knobs back at their defaults."""
+    oauth_standin.lifetime, oauth_standin.rotate, oauth_standin.outage = 3600, False, None
+    oauth_standin.consenting_user = "consultant"
+    return oauth_standin
+
+
+@pytest.fixture(scope="session")
+def oauth_dovecot(oauth_standin):
+    """Dovecot taking XOAUTH2, each token checked at the stand-in (as Gmail checks Google's)."""
+    server = Dovecot({"consultant": "secret", "other": "pw2"}, oauth2_introspection_url=oauth_standin.introspection_url)
+    yield server.start()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def oauth_sink(oauth_standin):
+    """An SMTP sink that asks the stand-in, as Gmail asks Google: is this token live, and whose is it?"""
+    server = SmtpSink(xoauth2_check=lambda user, token: oauth_standin.user_for(token) == user).start()
     yield server
     server.stop()
 

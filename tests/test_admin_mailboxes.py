@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,7 +18,7 @@ from service import mailboxes
 from service.extensions import db
 from service.models import Campaign, Mailbox, MailboxState, utcnow
 from tests.oauth_standin import OAuthStandin
-from tests.servers import Dovecot, SmtpSink, free_port
+from tests.servers import free_port
 from tests.test_admin_campaigns import FORM as CAMPAIGN_FORM
 from tests.test_admin_support import post, signed_in, text
 
@@ -30,30 +29,6 @@ FORM = {
     "smtp_host": "smtp.acumen.example", "smtp_port": "587", "smtp_security": "starttls", "auth_method": "password",
     "password": "kenpass", "provider": "", "per_minute": "5", "per_day": "120",
 }
-
-
-@pytest.fixture(scope="module")
-def standin() -> Iterator[OAuthStandin]:
-    server = OAuthStandin("ft-client", "ft-secret").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def oauth_dovecot(standin: OAuthStandin) -> Iterator[Dovecot]:
-    """Dovecot taking XOAUTH2 for user `consultant`, each token checked at the stand-in (as Gmail checks Google's)."""
-    server = Dovecot({"consultant": "secret"}, oauth2_introspection_url=standin.introspection_url)
-    try:
-        yield server.start()
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture(scope="module")
-def oauth_sink(standin: OAuthStandin) -> Iterator[SmtpSink]:
-    server = SmtpSink(xoauth2_check=lambda user, token: standin.user_for(token) == user).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

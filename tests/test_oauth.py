@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import smtplib
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,48 +16,14 @@ from service import campaigns, connections, oauth
 from service.extensions import db
 from service.models import InboundMessage, MailboxState
 from service.oauth import AccessToken, OAuthError, TokenSource
-from tests.conftest import DEFAULT_YAML
+from tests.conftest import DEFAULT_YAML, OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET
 from tests.oauth_standin import OAuthStandin
 from tests.servers import Dovecot, SmtpSink, free_port
 from tests.world import mail, run_poller, run_worker
 
-CLIENT_ID = "ft-client"
-CLIENT_SECRET = "ft-secret"
+CLIENT_ID, CLIENT_SECRET = OAUTH_CLIENT_ID, OAUTH_CLIENT_SECRET
 REDIRECT_URI = "https://desk.acumen.example/admin/mailbox/oauth/callback"
 MESSAGE = b"From: roadmap@acumen.example\r\nTo: bob@prospect.example\r\nSubject: Roadmap\r\n\r\nHello Bob\r\n"
-
-
-@pytest.fixture(scope="module")
-def _standin() -> Iterator[OAuthStandin]:
-    server = OAuthStandin(CLIENT_ID, CLIENT_SECRET).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def standin(_standin: OAuthStandin) -> OAuthStandin:
-    """The module's stand-in with its knobs back at their defaults."""
-    _standin.lifetime, _standin.rotate, _standin.outage = 3600, False, None
-    _standin.consenting_user = "consultant"
-    return _standin
-
-
-@pytest.fixture(scope="module")
-def oauth_dovecot(_standin: OAuthStandin) -> Iterator[Dovecot]:
-    server = Dovecot({"consultant": "secret", "other": "pw2"}, oauth2_introspection_url=_standin.introspection_url)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture(scope="module")
-def oauth_sink(_standin: OAuthStandin) -> Iterator[SmtpSink]:
-    # The sink asks the stand-in, as Gmail asks Google: is this token live, and whose is it?
-    server = SmtpSink(xoauth2_check=lambda user, token: _standin.user_for(token) == user).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
