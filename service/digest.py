@@ -48,9 +48,9 @@ class Digest:
         return bool(self.leads or self.requests or self.problems or self.review)
 
     def subject(self) -> str:
-        parts = [(len(self.leads), "hot lead"), (self.requests, "request"), (self.problems, "send to check"),
-                 (self.review, "in Review")]
-        said = ", ".join(f"{n} {label}{'s' if n != 1 and label != 'in Review' else ''}" for n, label in parts if n)
+        parts = [(len(self.leads), "hot lead", "hot leads"), (self.requests, "request", "requests"),
+                 (self.problems, "send to check", "sends to check"), (self.review, "in Review", "in Review")]
+        said = ", ".join(f"{n} {one if n == 1 else many}" for n, one, many in parts if n)
         return f"Follow-Through, {self.day}: {said}"
 
 
@@ -82,16 +82,18 @@ def gather(session: Session, user: User, settings: dict, now: datetime) -> Diges
     last = session.scalar(select(func.max(Outbound.created_at))
                           .where(Outbound.kind == KIND, Outbound.to_address == user.email))
     since = last or now - timedelta(days=1)
-    activity = stats.activity(session, now, zone)
-    return Digest(
+    found = Digest(
         day=f"{now.astimezone(zone):%a %-d %b}",
         leads=_leads(session, since),
         requests=session.scalar(select(func.count()).select_from(Event)
                                 .where(Event.kind == "request", Event.created_at >= since)) or 0,
         problems=stats.problem_count(session),
         review=stats.review_count(session),
-        funnel=[(label, activity.total(label, 1)) for label, _ in stats.FUNNEL[:stats.MAIN_STEPS]],
     )
+    if found.says_anything():  # asked every minute of a quiet day: the funnel only when it will be sent
+        activity = stats.activity(session, now, zone)
+        found.funnel = [(label, activity.total(label, 1)) for label, _ in stats.FUNNEL[:stats.MAIN_STEPS]]
+    return found
 
 
 def _leads(session: Session, since: datetime) -> list[Lead]:

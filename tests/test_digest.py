@@ -56,6 +56,12 @@ def test_the_digest_waits_for_the_admins_hour_on_their_clock_and_goes_once_a_day
     assert _plan(world, NOON_CHICAGO + timedelta(hours=9)) == []  # 03:00 UTC the next day, still Dec 2 there
 
 
+def test_the_subject_counts_in_words():
+    found = digest.Digest(day="Wed 2 Dec", requests=2, problems=1, review=3)
+    assert found.subject() == "Follow-Through, Wed 2 Dec: 2 requests, 1 send to check, 3 in Review"
+    assert digest.Digest(day="Wed 2 Dec", problems=2).subject() == "Follow-Through, Wed 2 Dec: 2 sends to check"
+
+
 def test_an_admin_who_did_not_ask_gets_none(world):
     _hot_lead(world)
     assert _plan(world, NOON_CHICAGO) == []
