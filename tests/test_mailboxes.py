@@ -356,3 +356,33 @@ def test_two_poll_processes_share_the_mailboxes_and_one_takes_over_when_the_othe
                 process.wait(30)
         for log in logs:
             log.close()
+
+
+def test_the_poller_rides_out_a_database_that_is_away_while_it_renews(make_app, monkeypatch, caplog):
+    import threading
+
+    from sqlalchemy.exc import OperationalError
+
+    from workers import poller
+
+    app = make_app(POLL_LEASE_SECONDS=3)
+    hold, calls = mailboxes.hold, []
+
+    def away_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("UPDATE mailbox_lease", {}, Exception("the database is restarting"))
+        return hold(*args, **kwargs)
+
+    monkeypatch.setattr(mailboxes, "hold", away_once)
+    stopping = threading.Event()
+    thread = threading.Thread(target=poller.run, args=(app,), kwargs={"stopping": stopping})
+    with caplog.at_level(logging.ERROR, logger="workers.poller"):
+        thread.start()
+        try:
+            assert wait_until(lambda: "default" in _holders(app), 30)
+        finally:
+            stopping.set()
+            thread.join(30)
+    assert any("cannot renew the mailbox leases" in r.getMessage() for r in caplog.records)
+    assert not thread.is_alive()

@@ -452,26 +452,38 @@ def _serve(app: Flask, stopping: threading.Event) -> None:
     running: dict[str, _Served] = {}
     try:
         while not stopping.is_set():
-            wanted = _versions(app.config)
-            for slug in sorted(set(wanted) | set(running)):
-                served, version = running.get(slug), wanted.get(slug)
-                held = version is not None and mailboxes.hold(db.session, slug, holder, seconds) is not None
-                db.session.commit()
-                if served is not None and (not held or served.version != version):
-                    served.stop(), running.pop(slug)
-                    if not held:
-                        log.warning("mailbox %s: no longer held by this process (%s)", slug, holder)
-                if held and slug not in running:
-                    log.info("mailbox %s: served by %s", slug, holder)
-                    running[slug] = _Served.start(app, slug, version)
+            try:
+                _renew(app, holder, seconds, running)
+            except OperationalError as exc:  # the database is away: the threads go on, the leases are asked again
+                db.session.rollback()
+                log.error("cannot renew the mailbox leases: %s; trying again in %.0fs", exc, seconds / 3)
             db.session.remove()  # no transaction (or SQLite lock) held between renewals
             stopping.wait(seconds / 3)
     finally:
         for served in running.values():
             served.stop()
-        for slug in running:
-            mailboxes.let_go(db.session, slug, holder)
+        try:
+            for slug in running:
+                mailboxes.let_go(db.session, slug, holder)
+            db.session.commit()
+        except OperationalError as exc:  # the leases run out by themselves
+            log.error("could not hand the mailboxes back: %s", exc)
+
+
+def _renew(app: Flask, holder: str, seconds: int, running: dict[str, _Served]) -> None:
+    """One round: hold what can be held, start what is newly held, stop what was lost or edited."""
+    wanted = _versions(app.config)
+    for slug in sorted(set(wanted) | set(running)):
+        served, version = running.get(slug), wanted.get(slug)
+        held = version is not None and mailboxes.hold(db.session, slug, holder, seconds) is not None
         db.session.commit()
+        if served is not None and (not held or served.version != version):
+            served.stop(), running.pop(slug)
+            if not held:
+                log.warning("mailbox %s: no longer held by this process (%s)", slug, holder)
+        if held and slug not in running:
+            log.info("mailbox %s: served by %s", slug, holder)
+            running[slug] = _Served.start(app, slug, version)
 
 
 def _versions(settings: dict) -> dict[str, str]:
